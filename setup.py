@@ -58,8 +58,15 @@ def ext(name: str, pyx: str, c_sources: list[str]) -> Extension:
     )
 
 
+DATA_PLANE_C = [*PARSER_C, "csrc/fp_rewrite.c", "csrc/fp_path.c"]
+
 extensions = [
     ext("fastproxy._http1", "fastproxy/_http1.pyx", PARSER_C),
+    ext("fastproxy._conn", "fastproxy/_conn.pyx", []),
+    ext("fastproxy._tables", "fastproxy/_tables.pyx", []),
+    ext("fastproxy._runtime", "fastproxy/_runtime.pyx", []),
+    ext("fastproxy._protocols", "fastproxy/_protocols.pyx", DATA_PLANE_C),
+    ext("fastproxy._rewrite", "fastproxy/_rewrite.pyx", DATA_PLANE_C),
 ]
 
 setup(

@@ -1,8 +1,14 @@
 """fastproxy: a reverse proxy, load balancer and HTTP cache.
 
-The public embedding API lives here and nowhere else (see README.md).
+The public embedding API is what this module exports, and nothing else:
+
+    cfg = fastproxy.Config.load("fastproxy.toml")   # or Config.from_dict({...})
+    fastproxy.Proxy(cfg).run()                       # blocking
+    async with fastproxy.Proxy(cfg) as proxy: ...    # on a running loop
 """
 
 from fastproxy._version import __version__
+from fastproxy.config import Config, ConfigError
+from fastproxy.proxy import Proxy
 
-__all__ = ["__version__"]
+__all__ = ["Config", "ConfigError", "Proxy", "__version__"]

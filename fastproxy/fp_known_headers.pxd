@@ -14,6 +14,8 @@ cdef extern from "fp_known_headers.h" nogil:
         FP_H_PROXY_CONNECTION
         FP_H_COOKIE
         FP_H_AUTHORIZATION
+        FP_H_USER_AGENT
+        FP_H_REFERER
         FP_H_COUNT
     int fp_header_id(const char *name, size_t len)
     const char *fp_header_name(int id)

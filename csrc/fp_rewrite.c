@@ -1,0 +1,306 @@
+/* fp_rewrite.c - head re-serialisation for the next hop (see fp_rewrite.h). */
+#include "fp_rewrite.h"
+#include "fp_known_headers.h"
+
+static int lower(int c) { return (c >= 'A' && c <= 'Z') ? c | 0x20 : c; }
+
+static int name_eq(const char *a, size_t an, const char *b, size_t bn)
+{
+    if (an != bn) return 0;
+    for (size_t i = 0; i < an; i++)
+        if (lower((unsigned char)a[i]) != lower((unsigned char)b[i])) return 0;
+    return 1;
+}
+
+/* Is `name` listed in any Connection field of the head?  (RFC 9110 7.6.1:
+ * the fields it names are hop-by-hop too.) */
+static int named_by_connection(const char *buf, const fp_head *h, const char *name,
+                               size_t n)
+{
+    for (uint32_t i = 0; i < h->num_headers; i++) {
+        const fp_header *f = &h->headers[i];
+        if (f->id != FP_H_CONNECTION) continue;
+        const char *v = buf + f->value.off, *e = v + f->value.len;
+        while (v < e) {
+            while (v < e && (*v == ' ' || *v == '\t' || *v == ',')) v++;
+            const char *t = v;
+            while (v < e && *v != ',' && *v != ' ' && *v != '\t') v++;
+            if (v > t && name_eq(t, (size_t)(v - t), name, n)) return 1;
+        }
+    }
+    return 0;
+}
+
+static int in_rules(const fp_kv *kv, uint32_t n, const char *name, size_t len)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (name_eq(kv[i].name, kv[i].name_len, name, len)) return 1;
+    return 0;
+}
+
+static int put_field(fp_wbuf *o, const char *n, size_t nl, const char *v, size_t vl)
+{
+    if (fp_wbuf_reserve(o, nl + vl + 4)) return -1;
+    memcpy(o->data + o->len, n, nl);
+    o->len += nl;
+    o->data[o->len++] = ':';
+    o->data[o->len++] = ' ';
+    memcpy(o->data + o->len, v, vl);
+    o->len += vl;
+    o->data[o->len++] = '\r';
+    o->data[o->len++] = '\n';
+    return 0;
+}
+
+static int put_rules(fp_wbuf *o, const fp_rules *r)
+{
+    if (r == NULL) return 0;
+    for (uint32_t i = 0; i < r->n_set; i++)
+        if (put_field(o, r->set[i].name, r->set[i].name_len, r->set[i].value,
+                      r->set[i].value_len)) return -1;
+    for (uint32_t i = 0; i < r->n_add; i++)
+        if (put_field(o, r->add[i].name, r->add[i].name_len, r->add[i].value,
+                      r->add[i].value_len)) return -1;
+    return 0;
+}
+
+/* Fields every hop strips; Upgrade survives only an upgrade. */
+static int hop_by_hop(int id, int upgrade)
+{
+    switch (id) {
+    case FP_H_CONNECTION: case FP_H_KEEP_ALIVE: case FP_H_PROXY_CONNECTION:
+    case FP_H_TE: case FP_H_TRAILER: case FP_H_TRANSFER_ENCODING:
+        return 1;
+    case FP_H_UPGRADE:
+        return !upgrade;
+    }
+    return 0;
+}
+
+/* Common filter: 1 when field i must not be copied. */
+static int dropped(const char *buf, const fp_head *h, const fp_header *f, int upgrade,
+                   int conn_tokens, const fp_rules *r)
+{
+    if (hop_by_hop(f->id, upgrade)) return 1;
+    const char *n = buf + f->name.off;
+    if (conn_tokens && named_by_connection(buf, h, n, f->name.len)) return 1;
+    if (r && (in_rules(r->remove, r->n_remove, n, f->name.len) ||
+              in_rules(r->set, r->n_set, n, f->name.len))) return 1;
+    return 0;
+}
+
+static int has_connection_field(const fp_head *h)
+{
+    for (uint32_t i = 0; i < h->num_headers; i++)
+        if (h->headers[i].id == FP_H_CONNECTION) return 1;
+    return 0;
+}
+
+/* Join every value of field `id` with ", " then append `extra` (if any). */
+static int put_joined(fp_wbuf *o, const char *buf, const fp_head *h, int id, const char *name,
+                      size_t nl, int keep_old, fp_str extra)
+{
+    int any = 0;
+    if (fp_wbuf_put(o, name, nl) || fp_wbuf_lit(o, ": ")) return -1;
+    if (keep_old) {
+        for (uint32_t i = 0; i < h->num_headers; i++) {
+            const fp_header *f = &h->headers[i];
+            if (f->id != id || f->value.len == 0) continue;
+            if (any && fp_wbuf_lit(o, ", ")) return -1;
+            if (fp_wbuf_put(o, buf + f->value.off, f->value.len)) return -1;
+            any = 1;
+        }
+    }
+    if (extra.n) {
+        if (any && fp_wbuf_lit(o, ", ")) return -1;
+        if (fp_wbuf_put(o, extra.p, extra.n)) return -1;
+    }
+    return fp_wbuf_lit(o, "\r\n");
+}
+
+static int first_value(const char *buf, const fp_head *h, int id, fp_str *v)
+{
+    for (uint32_t i = 0; i < h->num_headers; i++)
+        if (h->headers[i].id == id) {
+            v->p = buf + h->headers[i].value.off;
+            v->n = h->headers[i].value.len;
+            return 1;
+        }
+    return 0;
+}
+
+static int put_framing(fp_wbuf *o, int kind, uint64_t length)
+{
+    if (kind == FP_BODY_LENGTH) {
+        if (fp_wbuf_lit(o, "Content-Length: ") || fp_wbuf_u64(o, length, 10) ||
+            fp_wbuf_lit(o, "\r\n")) return -1;
+    } else if (kind == FP_BODY_CHUNKED) {
+        if (fp_wbuf_lit(o, "Transfer-Encoding: chunked\r\n")) return -1;
+    }
+    return 0;
+}
+
+/* Forwarding fields (X-Forwarded-*, X-Real-IP, Forwarded, Via). */
+static int put_forwarding(fp_wbuf *o, const char *buf, const fp_head *h, const fp_req_rw *rw)
+{
+    int trusted = (rw->flags & FP_RW_TRUSTED) != 0;
+    fp_str v;
+    if (rw->flags & FP_RW_X_FORWARDED) {
+        int keep = trusted && !(rw->flags & FP_RW_XFF_REPLACE);
+        if (put_joined(o, buf, h, FP_H_X_FORWARDED_FOR, "X-Forwarded-For", 15, keep,
+                       rw->client_ip)) return -1;
+        if (!(trusted && first_value(buf, h, FP_H_X_REAL_IP, &v))) v = rw->client_ip;
+        if (put_field(o, "X-Real-IP", 9, v.p, v.n)) return -1;
+        if (!(trusted && first_value(buf, h, FP_H_X_FORWARDED_PROTO, &v))) v = rw->proto;
+        if (put_field(o, "X-Forwarded-Proto", 17, v.p, v.n)) return -1;
+        if (!(trusted && first_value(buf, h, FP_H_X_FORWARDED_HOST, &v))) v = rw->orig_host;
+        if (v.n && put_field(o, "X-Forwarded-Host", 16, v.p, v.n)) return -1;
+    }
+    if (rw->flags & FP_RW_FORWARDED) {
+        /* RFC 7239: for=, host=, proto=; IPv6 nodes are quoted and bracketed. */
+        char tmp[512];
+        size_t n = 0;
+        int v6 = memchr(rw->client_ip.p, ':', rw->client_ip.n) != NULL;
+        uint32_t hn = rw->orig_host.n < 200 ? rw->orig_host.n : 0;
+        if (rw->client_ip.n < 100) {
+            memcpy(tmp + n, v6 ? "for=\"[" : "for=", v6 ? 6 : 4);
+            n += v6 ? 6 : 4;
+            memcpy(tmp + n, rw->client_ip.p, rw->client_ip.n);
+            n += rw->client_ip.n;
+            if (v6) { memcpy(tmp + n, "]\"", 2); n += 2; }
+        }
+        if (hn) {
+            memcpy(tmp + n, ";host=\"", 7); n += 7;
+            memcpy(tmp + n, rw->orig_host.p, hn); n += hn;
+            tmp[n++] = '"';
+        }
+        if (rw->proto.n < 16) {
+            memcpy(tmp + n, ";proto=", 7); n += 7;
+            memcpy(tmp + n, rw->proto.p, rw->proto.n); n += rw->proto.n;
+        }
+        if (put_joined(o, buf, h, FP_H_FORWARDED, "Forwarded", 9, trusted,
+                       (fp_str){tmp, (uint32_t)n})) return -1;
+    }
+    if (rw->flags & FP_RW_VIA)
+        if (put_joined(o, buf, h, FP_H_VIA, "Via", 3, 1, rw->via)) return -1;
+    return 0;
+}
+
+static int forwarding_id(int id)
+{
+    return id == FP_H_X_FORWARDED_FOR || id == FP_H_X_REAL_IP || id == FP_H_X_FORWARDED_PROTO ||
+           id == FP_H_X_FORWARDED_HOST;
+}
+
+int fp_rewrite_request(fp_wbuf *o, const char *buf, const fp_head *h, const fp_req_rw *rw)
+{
+    int upgrade = (rw->flags & FP_RW_UPGRADE) != 0;
+    int conn_tokens = has_connection_field(h);
+    const fp_rules *r = rw->rules;
+    if (fp_wbuf_reserve(o, h->head_len + 256)) return -1;
+    if (fp_wbuf_put(o, buf + h->method.off, h->method.len) || fp_wbuf_lit(o, " ") ||
+        fp_wbuf_put(o, rw->target.p, rw->target.n) || fp_wbuf_lit(o, " HTTP/1.1\r\n"))
+        return -1;
+    if (rw->host.n && put_field(o, "Host", 4, rw->host.p, rw->host.n)) return -1;
+    for (uint32_t i = 0; i < h->num_headers; i++) {
+        const fp_header *f = &h->headers[i];
+        if (f->id == FP_H_HOST || f->id == FP_H_CONTENT_LENGTH) continue;
+        if ((rw->flags & FP_RW_X_FORWARDED) && forwarding_id(f->id)) continue;
+        if ((rw->flags & FP_RW_FORWARDED) && f->id == FP_H_FORWARDED) continue;
+        if ((rw->flags & FP_RW_VIA) && f->id == FP_H_VIA) continue;
+        if (dropped(buf, h, f, upgrade, conn_tokens, r)) continue;
+        if (put_field(o, buf + f->name.off, f->name.len, buf + f->value.off, f->value.len))
+            return -1;
+    }
+    if (put_forwarding(o, buf, h, rw) || put_rules(o, r) ||
+        put_framing(o, rw->body_kind, rw->length)) return -1;
+    if (upgrade && fp_wbuf_lit(o, "Connection: upgrade\r\n")) return -1;
+    return fp_wbuf_lit(o, "\r\n");
+}
+
+int fp_rewrite_response(fp_wbuf *o, const char *buf, const fp_head *h, const fp_resp_rw *rw)
+{
+    int upgrade = (rw->flags & FP_RW_UPGRADE) != 0;
+    int conn_tokens = has_connection_field(h);
+    const fp_rules *r = rw->rules;
+    /* We frame the body ourselves unless it has none (HEAD, 204, 304):
+     * then the origin's Content-Length still describes the resource. */
+    int own_framing = rw->body_kind != FP_BODY_NONE;
+    if (fp_wbuf_reserve(o, h->head_len + 128)) return -1;
+    if (fp_wbuf_lit(o, "HTTP/1.1 ") || fp_wbuf_u64(o, (uint64_t)h->status, 10) ||
+        fp_wbuf_lit(o, " ") || fp_wbuf_put(o, buf + h->reason.off, h->reason.len) ||
+        fp_wbuf_lit(o, "\r\n")) return -1;
+    for (uint32_t i = 0; i < h->num_headers; i++) {
+        const fp_header *f = &h->headers[i];
+        if (own_framing && f->id == FP_H_CONTENT_LENGTH) continue;
+        if ((rw->flags & FP_RW_VIA) && f->id == FP_H_VIA) continue;
+        if (dropped(buf, h, f, upgrade, conn_tokens, r)) continue;
+        if (put_field(o, buf + f->name.off, f->name.len, buf + f->value.off, f->value.len))
+            return -1;
+    }
+    if (rw->flags & FP_RW_VIA) {
+        fp_req_rw via = {0};
+        via.flags = FP_RW_VIA;
+        via.via = rw->via;
+        if (put_forwarding(o, buf, h, &via)) return -1;
+    }
+    if (put_rules(o, r) || put_framing(o, rw->body_kind, rw->length)) return -1;
+    if (upgrade) {
+        if (fp_wbuf_lit(o, "Connection: upgrade\r\n")) return -1;
+    } else if (rw->flags & FP_RW_CLOSE) {
+        if (fp_wbuf_lit(o, "Connection: close\r\n")) return -1;
+    } else if (rw->client_minor == 0) {
+        if (fp_wbuf_lit(o, "Connection: keep-alive\r\n")) return -1;
+    }
+    return fp_wbuf_lit(o, "\r\n");
+}
+
+const char *fp_reason_phrase(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 417: return "Expectation Failed";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    }
+    return "Unknown";
+}
+
+int fp_simple_response(fp_wbuf *o, int status, fp_str extra, fp_str ctype, fp_str body,
+                       int close, int head_only)
+{
+    const char *reason = fp_reason_phrase(status);
+    if (fp_wbuf_lit(o, "HTTP/1.1 ") || fp_wbuf_u64(o, (uint64_t)status, 10) ||
+        fp_wbuf_lit(o, " ") || fp_wbuf_put(o, reason, strlen(reason)) ||
+        fp_wbuf_lit(o, "\r\n")) return -1;
+    if (ctype.n && put_field(o, "Content-Type", 12, ctype.p, ctype.n)) return -1;
+    if (extra.n && fp_wbuf_put(o, extra.p, extra.n)) return -1;
+    if (put_framing(o, FP_BODY_LENGTH, body.n)) return -1;
+    if (close && fp_wbuf_lit(o, "Connection: close\r\n")) return -1;
+    if (fp_wbuf_lit(o, "\r\n")) return -1;
+    if (!head_only && body.n && fp_wbuf_put(o, body.p, body.n)) return -1;
+    return 0;
+}

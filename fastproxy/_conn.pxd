@@ -1,0 +1,25 @@
+# Base of both protocols: the receive buffer handed to uvloop (zero-copy
+# BufferedProtocol) and the deadline the runtime's sweep checks.
+from cpython.buffer cimport Py_buffer
+
+
+cdef class Conn:
+    cdef char *buf
+    cdef size_t cap           # allocated bytes
+    cdef size_t max_cap       # never grow past this
+    cdef size_t start         # first unconsumed byte
+    cdef size_t end           # one past the last received byte
+    cdef double deadline      # monotonic seconds; 0 = none
+    cdef int tkind            # what the deadline means (per subclass)
+    cdef object transport
+    cdef bint closed
+    cdef bint reading_paused
+
+    cdef int make_room(self) except -1
+    cdef void consumed_all(self)
+    cdef void on_timeout(self)
+    cdef void pause_reading(self)
+    cdef void resume_reading(self)
+
+
+cdef double monotonic() noexcept nogil

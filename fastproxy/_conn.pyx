@@ -1,0 +1,105 @@
+# cython: language_level=3
+"""Receive buffer and deadline shared by the client and upstream protocols.
+
+uvloop asks get_buffer() for somewhere to read into; we return self, whose
+__getbuffer__ exposes the free tail of a malloc'd buffer, so a read costs no
+Python object at all.  The buffer is only moved or grown between reads.
+"""
+
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memmove
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+
+DEF MIN_FREE = 4096
+
+
+cdef double monotonic() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+cdef class Conn:
+    def __cinit__(self, *args, **kwargs):
+        self.cap = 16384
+        self.max_cap = 1 << 20
+        self.buf = <char *>malloc(self.cap)
+        if self.buf == NULL:
+            raise MemoryError()
+        self.start = self.end = 0
+        self.deadline = 0
+        self.closed = False
+        self.reading_paused = False
+
+    def __dealloc__(self):
+        free(self.buf)
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        view.buf = self.buf + self.end
+        view.len = self.cap - self.end
+        view.readonly = 0
+        view.itemsize = 1
+        view.format = NULL
+        view.ndim = 1
+        view.shape = NULL
+        view.strides = NULL
+        view.suboffsets = NULL
+        view.internal = NULL
+        view.obj = self
+
+    def __releasebuffer__(self, Py_buffer *view):
+        pass
+
+    def get_buffer(self, Py_ssize_t sizehint):
+        self.make_room()
+        return self
+
+    cdef int make_room(self) except -1:
+        """Ensure some free space after end: slide data down, then grow."""
+        cdef size_t n
+        cdef char *nb
+        if self.cap - self.end >= MIN_FREE:
+            return 0
+        if self.start > 0:
+            n = self.end - self.start
+            memmove(self.buf, self.buf + self.start, n)
+            self.start = 0
+            self.end = n
+            if self.cap - self.end >= MIN_FREE:
+                return 0
+        if self.cap < self.max_cap:
+            nb = <char *>realloc(self.buf, self.cap * 2)
+            if nb == NULL:
+                raise MemoryError()
+            self.buf = nb
+            self.cap *= 2
+        if self.cap == self.end:
+            raise MemoryError("receive buffer full")  # callers pause before this
+        return 0
+
+    cdef void consumed_all(self):
+        if self.start == self.end:
+            self.start = self.end = 0
+
+    cdef void on_timeout(self):
+        pass
+
+    cdef void pause_reading(self):
+        if not self.reading_paused and self.transport is not None and not self.closed:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    cdef void resume_reading(self):
+        if self.reading_paused and self.transport is not None and not self.closed:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    def abort_now(self):
+        """Close at once (graceful stop ran out of time)."""
+        if self.transport is not None and not self.closed:
+            self.transport.abort()
+
+    def _expire(self):
+        """Called by the runtime's sweep when the deadline has passed."""
+        self.deadline = 0
+        self.on_timeout()

@@ -1,0 +1,931 @@
+# cython: language_level=3
+"""The data plane: client (downstream) and upstream protocols.
+
+Per request the only Python objects made on the normal path are the bytes
+handed to transport.write(): heads are parsed by csrc/fp_http1.c into slots
+inside the protocol object, routed by _tables, and re-serialised by
+csrc/fp_rewrite.c into a C buffer.  Bodies stream with backpressure: each
+side pauses the other's reading while its own write buffer is over the
+transport's high-water mark.
+"""
+
+import asyncio
+import json
+import os
+import time
+
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memchr
+
+from fastproxy._conn cimport Conn, monotonic
+from fastproxy._runtime cimport Runtime
+from fastproxy._tables cimport HOST_PASS, HOST_UPSTREAM, Route, Server, Upstream
+from fastproxy.fp_http1 cimport *
+from fastproxy.fp_known_headers cimport FP_H_REFERER, FP_H_USER_AGENT
+from fastproxy.fp_path cimport fp_normalize_path
+from fastproxy.fp_rewrite cimport *
+
+DEF SLOTS = 256
+DEF PIPELINE_LIMIT = 65536     # unprocessed client bytes held while a request is busy
+
+cdef enum:                     # client states
+    C_HEAD = 0                 # waiting for (the rest of) a request head
+    C_BODY = 1                 # streaming the request body upstream
+    C_WAIT = 2                 # request fully sent; response in progress
+    C_TUNNEL = 3               # after a 101: bytes both ways
+    C_CLOSED = 4
+
+cdef enum:                     # upstream states
+    U_IDLE = 0                 # in the keep-alive pool
+    U_HEAD = 1
+    U_BODY = 2
+    U_TUNNEL = 3
+    U_CLOSED = 4
+
+cdef enum:                     # what a deadline means
+    T_NONE = 0
+    T_IDLE = 1                 # client keep-alive idle: close quietly
+    T_HEADER = 2               # client head too slow: 408
+    T_BODY = 3                 # client body too slow: 408
+    T_TUNNEL = 4               # websocket idle
+    T_READ = 5                 # upstream response too slow: 504
+    T_POOL = 6                 # pooled upstream idle: close
+    T_SEND = 7                 # upstream not taking the request body: 504
+
+cdef bytes EMPTY = b""
+cdef bytes TEXT = b"text/plain; charset=utf-8"
+cdef int PID = os.getpid()
+
+
+cdef inline fp_str S(bytes b):
+    cdef fp_str s
+    s.p = b
+    s.n = len(b)
+    return s
+
+
+cdef inline fp_str SP(const char *p, size_t n):
+    cdef fp_str s
+    s.p = p
+    s.n = <uint32_t>n
+    return s
+
+
+cdef inline bint idempotent(int m):
+    return m == FP_M_GET or m == FP_M_HEAD or m == FP_M_OPTIONS or m == FP_M_TRACE \
+        or m == FP_M_PUT or m == FP_M_DELETE
+
+
+cdef int put_chunk(fp_wbuf *w, const char *p, size_t n) except -1:
+    """Append one chunk of the chunked coding: size CRLF data CRLF."""
+    if fp_wbuf_u64(w, n, 16) or fp_wbuf_put(w, b"\r\n", 2) or fp_wbuf_put(w, p, n) \
+            or fp_wbuf_put(w, b"\r\n", 2):
+        raise MemoryError()
+    return 0
+
+
+cdef class ClientProtocol(Conn):
+    cdef Runtime rt
+    cdef fp_header slots[SLOTS]
+    cdef fp_head head
+    cdef fp_framing fr
+    cdef size_t hint
+    cdef int state
+    cdef UpstreamProtocol up
+    cdef Route route
+    cdef Server server
+    cdef fp_chunked chunk
+    cdef uint64_t body_left, body_seen
+    cdef int body_kind
+    cdef bint keep_alive, trusted, upgrade, response_started, retried, client_eof
+    cdef bint connecting, write_paused, can_retry
+    cdef int minor, method_id, requests, status
+    cdef uint64_t bytes_out
+    cdef bytes peer_ip
+    cdef str peer
+    cdef bytes pending          # the request as first sent, kept for one retry
+    cdef fp_wbuf wb
+    cdef char *scratch
+    cdef object log_info
+    cdef double t_start, t_upstream
+
+    def __cinit__(self, *args, **kwargs):
+        self.head.headers = self.slots
+        self.head.max_slots = SLOTS
+        self.scratch = NULL
+
+    def __init__(self, Runtime rt):
+        self.rt = rt
+        self.state = C_HEAD
+        self.max_cap = max(1 << 20, rt.req_limits.max_head + 65536)
+        self.scratch = <char *>malloc(rt.req_limits.max_line + 1)
+        if self.scratch == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        fp_wbuf_free(&self.wb)
+        free(self.scratch)
+
+    # ---- asyncio protocol interface ------------------------------------
+    def connection_made(self, transport):
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        ip = peer[0] if peer else "unknown"
+        self.peer = ip
+        self.peer_ip = ip.encode()
+        self.trusted = self.rt.is_trusted(ip)
+        self.rt.conns.add(self)
+        self.set_deadline(T_IDLE, self.rt.header_timeout)
+
+    def buffer_updated(self, Py_ssize_t nbytes):
+        self.end += nbytes
+        self.process()
+
+    def eof_received(self):
+        self.client_eof = True
+        if self.state == C_WAIT or self.state == C_TUNNEL:
+            if self.state == C_TUNNEL and self.up is not None and self.up.transport.can_write_eof():
+                self.up.transport.write_eof()
+            return True             # half-close: still send the response
+        if self.state == C_BODY and self.up is not None:
+            self.up.abort()         # truncated body: the upstream can't be reused
+            self.up = None
+        return False
+
+    def connection_lost(self, exc):
+        self.closed = True
+        self.state = C_CLOSED
+        self.rt.conns.discard(self)
+        if self.up is not None:
+            up, self.up = self.up, None
+            up.client_gone()
+
+    def pause_writing(self):
+        self.write_paused = True
+        if self.up is not None:
+            self.up.pause_reading()
+
+    def resume_writing(self):
+        self.write_paused = False
+        if self.up is not None:
+            self.up.resume_reading()
+
+    def is_idle_client(self):
+        return self.state == C_HEAD and self.start == self.end
+
+    def close_if_idle(self):
+        """Graceful stop: close a connection that has no request in progress."""
+        if self.state == C_HEAD and self.start == self.end and not self.closed:
+            self.close()
+
+    # ---- request side ----------------------------------------------------
+    cdef void set_deadline(self, int kind, double seconds):
+        self.tkind = kind
+        self.deadline = monotonic() + seconds if seconds > 0 else 0
+
+    cdef process(self):
+        while not self.closed:
+            if self.state == C_HEAD:
+                if not self.read_head():
+                    return
+            elif self.state == C_BODY:
+                self.forward_body()
+                return
+            elif self.state == C_TUNNEL:
+                if self.end > self.start and self.up is not None:
+                    self.up.transport.write(PyBytes_FromStringAndSize(
+                        self.buf + self.start, self.end - self.start))
+                    self.start = self.end
+                    self.consumed_all()
+                    self.set_deadline(T_TUNNEL, self.rt.ws_timeout)
+                return
+            else:
+                # Pipelined bytes wait for the response in progress.
+                if self.end - self.start > PIPELINE_LIMIT:
+                    self.pause_reading()
+                return
+
+    cdef bint read_head(self) except -1:
+        cdef int64_t rc
+        if self.start == self.end:
+            self.consumed_all()
+            return False
+        rc = fp_parse_request(self.buf + self.start, self.end - self.start, &self.head,
+                              &self.rt.req_limits, &self.hint)
+        if rc == FP_INCOMPLETE:
+            if self.tkind != T_HEADER:
+                self.set_deadline(T_HEADER, self.rt.header_timeout)
+            return False
+        self.hint = 0
+        if rc < 0:
+            self.fail(fp_error_status(<int>rc), fp_error_name(<int>rc).decode())
+            return False
+        self.start_request(<size_t>rc)
+        return True
+
+    cdef start_request(self, size_t head_len):
+        cdef const char *p = self.buf + self.start
+        cdef const char *t = p + self.head.target.off
+        cdef size_t tl = self.head.target.len, plen, i
+        cdef const char *host = NULL
+        cdef const char *q = NULL
+        cdef size_t hl = 0
+        cdef int rc
+        cdef int64_t n
+        cdef fp_req_rw rw
+        cdef Route route
+        cdef Upstream ups
+        self.t_start = monotonic()
+        self.requests += 1
+        self.rt.requests_total += 1
+        self.status = 0
+        self.bytes_out = 0
+        self.retried = False
+        self.response_started = False
+        self.minor = self.head.minor
+        self.method_id = self.head.method_id
+        self.deadline = 0
+        self.tkind = T_NONE
+        if self.rt.access_log is not None:
+            self.capture_log_info(p)
+        rc = fp_request_framing(p, &self.head, &self.fr)
+        if rc != 0:
+            self.fail(fp_error_status(rc), fp_error_name(rc).decode())
+            return
+        self.keep_alive = (self.fr.flags & FP_F_KEEP_ALIVE) != 0 and not self.rt.closing \
+            and self.requests < self.rt.keepalive_requests
+        self.body_kind = self.fr.kind
+        self.body_left = self.fr.length
+        self.body_seen = 0
+        if self.method_id == FP_M_CONNECT:
+            self.fail(405, "CONNECT refused: not a forward proxy")
+            return
+        if self.fr.kind == FP_BODY_LENGTH and self.rt.max_body \
+                and self.fr.length > self.rt.max_body:
+            self.fail(413, f"body of {self.fr.length} bytes over max_body_size")
+            return
+        if self.head.host_index >= 0:
+            host = p + self.head.headers[self.head.host_index].value.off
+            hl = self.head.headers[self.head.host_index].value.len
+        # Request-target forms (RFC 9112 3.2): origin, absolute, asterisk.
+        if tl == 1 and t[0] == b'*':
+            if self.method_id != FP_M_OPTIONS:
+                self.fail(400, "asterisk-form only with OPTIONS")
+                return
+            n = 1
+            self.scratch[0] = b'/'
+        else:
+            if t[0] != b'/':
+                i = 0
+                if tl > 7 and (t[0] | 0x20) == b'h' and (t[1] | 0x20) == b't' \
+                        and (t[2] | 0x20) == b't' and (t[3] | 0x20) == b'p':
+                    i = 7 if t[4] == b':' else (8 if (t[4] | 0x20) == b's' and t[5] == b':' else 0)
+                if i == 0 or t[i - 1] != b'/' or t[i - 2] != b'/':
+                    self.fail(400, "request-target is neither origin- nor absolute-form")
+                    return
+                host = t + i            # RFC 9112 3.2.2: Host comes from the target
+                hl = 0
+                while i + hl < tl and t[i + hl] != b'/' and t[i + hl] != b'?':
+                    hl += 1
+                if memchr(host, b'@', hl) != NULL or hl == 0:
+                    self.fail(400, "bad authority in absolute-form target")
+                    return
+                t = host + hl
+                tl = tl - i - hl
+                if tl == 0:
+                    t, tl = b"/", 1
+                elif t[0] == b'?':
+                    self.fail(400, "absolute-form target without a path")
+                    return
+            plen = tl
+            q = <const char *>memchr(t, b'?', tl)
+            if q != NULL:
+                plen = q - t
+            n = fp_normalize_path(t, plen, self.scratch)
+            if n < 0:
+                self.fail(400, "request-target path cannot be normalised safely")
+                return
+        route = self.rt.router.match(host, hl, self.scratch, <size_t>n)
+        self.route = route
+        if route is None:
+            self.local(404, b"no route\n", EMPTY, head_len)
+            return
+        if route.return_status:
+            self.local(route.return_status, route.body, EMPTY, head_len)
+            return
+        if route.redirect_status:
+            loc = route.redirect_to
+            if route.keep_query and q != NULL:
+                loc += PyBytes_FromStringAndSize(q, tl - (q - t))
+            self.local(route.redirect_status, EMPTY, b"Location: " + loc + b"\r\n", head_len)
+            return
+        ups = route.upstream
+        self.server = ups.pick()
+        if self.server is None:
+            self.fail(503, "no server available")
+            return
+        self.upgrade = (self.fr.flags & FP_F_UPGRADE) != 0 and route.websocket
+        rw.flags = self.rt.fwd_flags
+        if self.trusted:
+            rw.flags |= FP_RW_TRUSTED
+        if self.upgrade:
+            rw.flags |= FP_RW_UPGRADE
+        rw.target = SP(t, tl)
+        if ups.host_mode == HOST_PASS:
+            rw.host = SP(host, hl)
+        elif ups.host_mode == HOST_UPSTREAM:
+            rw.host = S(self.server.host_header)
+        else:
+            rw.host = S(ups.host_literal)
+        rw.orig_host = SP(host, hl)
+        rw.client_ip = S(self.peer_ip)
+        rw.proto = SP(b"http", 4)
+        rw.via = S(self.rt.via)
+        rw.body_kind = FP_BODY_LENGTH if (self.fr.flags & FP_F_HAS_CL) else self.fr.kind
+        rw.length = self.fr.length
+        rw.rules = NULL if route.req_rules.empty else &route.req_rules.rules
+        self.wb.len = 0
+        if fp_rewrite_request(&self.wb, p, &self.head, &rw) != 0:
+            raise MemoryError()
+        self.start += head_len
+        if self.body_kind == FP_BODY_CHUNKED:
+            fp_chunked_init(&self.chunk, 4096, 16384)
+        rc = self.append_body()
+        if rc < 0:
+            return
+        self.state = C_WAIT if rc == 1 else C_BODY
+        self.pending = PyBytes_FromStringAndSize(self.wb.data, self.wb.len)
+        self.can_retry = self.state == C_WAIT and idempotent(self.method_id)
+        self.send_upstream()
+
+    cdef capture_log_info(self, const char *p):
+        cdef uint32_t i
+        ua = ref = b"-"
+        for i in range(self.head.num_headers):
+            f = self.head.headers[i]
+            if f.id == FP_H_USER_AGENT:
+                ua = p[f.value.off:f.value.off + f.value.len]
+            elif f.id == FP_H_REFERER:
+                ref = p[f.value.off:f.value.off + f.value.len]
+        line = p[self.head.method.off:self.head.target.off + self.head.target.len]
+        self.log_info = (line + (b" HTTP/1.1" if self.head.minor else b" HTTP/1.0"), ref, ua)
+
+    cdef int append_body(self) except -2:
+        """Move request body bytes from the receive buffer into wb, re-framed.
+        1: body complete, 0: more to come, -1: refused (answered already)."""
+        cdef size_t n, used, off, dlen
+        cdef int rc
+        if self.body_kind == FP_BODY_LENGTH:
+            n = self.end - self.start
+            if n > self.body_left:
+                n = <size_t>self.body_left
+            if n and fp_wbuf_put(&self.wb, self.buf + self.start, n):
+                raise MemoryError()
+            self.start += n
+            self.body_left -= n
+            self.consumed_all()
+            return self.body_left == 0
+        if self.body_kind != FP_BODY_CHUNKED:
+            return 1
+        while True:
+            rc = fp_chunked_feed(&self.chunk, self.buf + self.start, self.end - self.start,
+                                 &used, &off, &dlen)
+            if rc < 0:
+                self.fail(fp_error_status(rc), fp_error_name(rc).decode())
+                return -1
+            if rc == FP_CHUNK_DATA:
+                self.body_seen += dlen
+                if self.rt.max_body and self.body_seen > self.rt.max_body:
+                    self.fail(413, "chunked body over max_body_size")
+                    return -1
+                put_chunk(&self.wb, self.buf + self.start + off, dlen)
+                self.start += used
+                continue
+            self.start += used
+            self.consumed_all()
+            if rc == FP_CHUNK_DONE:
+                if fp_wbuf_put(&self.wb, b"0\r\n\r\n", 5):
+                    raise MemoryError()
+                return 1
+            return 0
+
+    cdef send_upstream(self):
+        cdef UpstreamProtocol up
+        idle = self.server.idle
+        while idle:
+            up = <UpstreamProtocol>idle.pop()
+            if not up.closed:
+                self.attach(up, True)
+                return
+        self.connect()
+
+    cdef connect(self):
+        self.connecting = True
+        self.rt.loop.create_task(open_upstream(self.rt, self.server, self.route.upstream, self))
+
+    cdef attach(self, UpstreamProtocol up, bint reused):
+        self.connecting = False
+        self.up = up
+        self.t_upstream = monotonic()
+        up.begin(self, reused)
+        up.transport.write(self.pending)
+        if not self.can_retry:
+            self.pending = None
+        if self.write_paused:
+            up.pause_reading()
+        if self.state == C_BODY:
+            self.forward_body()
+
+    cdef forward_body(self):
+        cdef int rc
+        if self.up is None:
+            if self.end - self.start > PIPELINE_LIMIT:
+                self.pause_reading()    # still connecting: hold the body
+            return
+        self.wb.len = 0
+        rc = self.append_body()
+        if rc < 0:
+            return
+        if self.wb.len:
+            self.up.transport.write(PyBytes_FromStringAndSize(self.wb.data, self.wb.len))
+        if rc == 1:
+            self.state = C_WAIT
+            self.set_deadline(T_NONE, 0)
+            self.process()              # pipelined bytes may already be waiting
+        else:
+            self.set_deadline(T_BODY, self.rt.body_timeout)
+
+    # ---- answers -----------------------------------------------------------
+    cdef write(self, bytes data):
+        self.bytes_out += len(data)
+        if not self.closed:
+            self.transport.write(data)
+
+    cdef local(self, int status, bytes body, bytes extra, size_t head_len):
+        """Answer without an upstream (no route, return, redirect)."""
+        cdef bint has_body = self.fr.kind == FP_BODY_CHUNKED or (
+            self.fr.kind == FP_BODY_LENGTH and self.fr.length > 0)
+        cdef bint close = not self.keep_alive or has_body
+        self.start += head_len
+        self.status = status
+        self.wb.len = 0
+        if fp_simple_response(&self.wb, status, S(self.rt.server_header + extra), S(TEXT),
+                              S(body), close, self.method_id == FP_M_HEAD) != 0:
+            raise MemoryError()
+        self.write(PyBytes_FromStringAndSize(self.wb.data, self.wb.len))
+        self.log_access()
+        if close:
+            self.close()
+        else:
+            self.state = C_HEAD
+            self.set_deadline(T_IDLE, self.rt.keepalive_timeout)
+
+    cdef fail(self, int status, str why):
+        """Refuse the request with `status` and close: the framing of whatever
+        follows can't be trusted."""
+        self.rt.error(self.peer, self.route.label if self.route is not None else None,
+                      self.server.address if self.server is not None else None,
+                      f"{status}: {why}")
+        if self.up is not None:
+            up, self.up = self.up, None
+            up.abort()
+        if self.response_started or self.closed:
+            self.abort()
+            return
+        body = f"{status} {fp_reason_phrase(status).decode()}\n".encode()
+        self.status = status
+        self.wb.len = 0
+        if fp_simple_response(&self.wb, status, S(self.rt.server_header), S(TEXT), S(body),
+                              1, self.method_id == FP_M_HEAD) != 0:
+            raise MemoryError()
+        self.write(PyBytes_FromStringAndSize(self.wb.data, self.wb.len))
+        self.log_access()
+        self.close()
+
+    cdef close(self):
+        if not self.closed:
+            self.state = C_CLOSED
+            self.deadline = 0
+            self.transport.close()
+
+    cdef abort(self):
+        if not self.closed:
+            self.state = C_CLOSED
+            self.deadline = 0
+            self.transport.abort()
+
+    cdef void on_timeout(self):
+        try:
+            if self.tkind == T_IDLE:
+                self.close()
+            elif self.tkind == T_HEADER:
+                self.fail(408, "client too slow sending the request head")
+            elif self.tkind == T_BODY:
+                self.fail(408, "client too slow sending the request body")
+            elif self.tkind == T_TUNNEL:
+                self.close()
+                if self.up is not None:
+                    self.up.abort()
+        except Exception:
+            self.rt.log.exception("client timeout handler")
+
+    # ---- called by the upstream side ---------------------------------------
+    cdef upstream_failed(self, int status, str why):
+        self.connecting = False
+        self.up = None
+        if self.server is not None:
+            self.server.failures += 1
+        if self.closed:
+            return
+        self.fail(status, why)
+
+    cdef retry(self):
+        """The reused connection died before answering: once, on a new one."""
+        self.retried = True
+        self.can_retry = False
+        self.up = None
+        self.rt.error(self.peer, self.route.label, self.server.address,
+                      "retrying on a new connection: pooled connection closed")
+        self.connect()
+
+    cdef response_done(self):
+        self.up = None
+        self.log_access()
+        if self.closed:
+            return
+        if not self.keep_alive or self.client_eof or self.state == C_BODY:
+            self.close()
+            return
+        self.state = C_HEAD
+        self.pending = None
+        self.set_deadline(T_IDLE, self.rt.keepalive_timeout)
+        self.resume_reading()
+        self.process()
+
+    cdef start_tunnel(self):
+        self.state = C_TUNNEL
+        self.set_deadline(T_TUNNEL, self.rt.ws_timeout)
+        self.process()
+
+    cdef log_access(self):
+        if self.rt.access_log is None or self.log_info is None:
+            return
+        line, ref, ua = self.log_info
+        self.log_info = None
+        now = time.time()
+        dur = monotonic() - self.t_start
+        if self.rt.access_format == "json":
+            rec = {"time": now, "client": self.peer, "request": line.decode("latin-1"),
+                   "status": self.status, "bytes": self.bytes_out,
+                   "request_time": round(dur, 6),
+                   "route": self.route.label if self.route is not None else None,
+                   "upstream": self.server.address if self.server is not None else None,
+                   "upstream_time": round(monotonic() - self.t_upstream, 6)
+                   if self.server is not None else None,
+                   "referer": ref.decode("latin-1"), "user_agent": ua.decode("latin-1"),
+                   "worker": PID}
+            self.rt.access_log(json.dumps(rec))
+        else:
+            ts = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(now))
+            self.rt.access_log(
+                f'{self.peer} - - [{ts}] "{line.decode("latin-1")}" {self.status} '
+                f'{self.bytes_out} "{ref.decode("latin-1")}" "{ua.decode("latin-1")}"')
+
+
+cdef class UpstreamProtocol(Conn):
+    cdef Runtime rt
+    cdef Server server
+    cdef Upstream upstream
+    cdef ClientProtocol client
+    cdef fp_header slots[SLOTS]
+    cdef fp_head head
+    cdef fp_framing fr
+    cdef size_t hint
+    cdef int state
+    cdef fp_chunked chunk
+    cdef uint64_t left
+    cdef int out_kind
+    cdef bint reused, got_bytes, close_client, ka
+    cdef int requests
+    cdef fp_wbuf out
+
+    def __cinit__(self, *args, **kwargs):
+        self.head.headers = self.slots
+        self.head.max_slots = SLOTS
+
+    def __init__(self, Runtime rt, Server server, Upstream upstream):
+        self.rt = rt
+        self.server = server
+        self.upstream = upstream
+        self.state = U_IDLE
+
+    def __dealloc__(self):
+        fp_wbuf_free(&self.out)
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.server.active += 1
+        self.rt.conns.add(self)
+
+    def connection_lost(self, exc):
+        cdef ClientProtocol c = self.client
+        self.closed = True
+        self.server.active -= 1
+        self.rt.conns.discard(self)
+        if self.state == U_IDLE:
+            try:
+                self.server.idle.remove(self)
+            except ValueError:
+                pass
+        self.client = None
+        if c is None:
+            return
+        if self.state == U_HEAD:
+            if not self.got_bytes and self.reused and c.can_retry and not c.retried:
+                c.retry()
+            else:
+                c.upstream_failed(502, "upstream closed the connection before a response"
+                                  if not self.got_bytes else "upstream closed mid-head")
+        elif self.state == U_BODY:
+            if self.fr.kind == FP_BODY_UNTIL_CLOSE:
+                self.out.len = 0        # EOF is this body's legitimate end
+                if self.out_kind == FP_BODY_CHUNKED:
+                    fp_wbuf_put(&self.out, b"0\r\n\r\n", 5)
+                    c.write(PyBytes_FromStringAndSize(self.out.data, self.out.len))
+                c.response_done()
+            else:
+                c.upstream_failed(502, "upstream closed mid-response")
+        elif self.state == U_TUNNEL:
+            c.close()
+        self.state = U_CLOSED
+
+    def eof_received(self):
+        return False
+
+    def buffer_updated(self, Py_ssize_t nbytes):
+        self.end += nbytes
+        self.got_bytes = True
+        self.process()
+
+    def pause_writing(self):
+        if self.client is not None:
+            self.client.pause_reading()
+            self.tkind = T_SEND
+            self.deadline = monotonic() + self.upstream.send_timeout
+
+    def resume_writing(self):
+        if self.client is not None:
+            self.client.resume_reading()
+            self.tkind = T_READ
+            self.deadline = monotonic() + self.upstream.read_timeout
+
+    cdef begin(self, ClientProtocol c, bint reused):
+        self.client = c
+        self.reused = reused
+        self.got_bytes = False
+        self.state = U_HEAD
+        self.hint = 0
+        self.requests += 1
+        self.server.requests += 1
+        self.tkind = T_READ
+        self.deadline = monotonic() + self.upstream.read_timeout
+
+    cdef client_gone(self):
+        """The client vanished mid-exchange: this connection is not reusable."""
+        self.client = None
+        self.abort()
+
+    cdef abort(self):
+        if not self.closed and self.state != U_CLOSED:
+            self.state = U_CLOSED
+            self.deadline = 0
+            self.transport.abort()
+
+    cdef void on_timeout(self):
+        cdef ClientProtocol c = self.client
+        try:
+            if self.tkind == T_POOL:
+                self.state = U_CLOSED
+                self.transport.close()
+                return
+            self.client = None
+            self.abort()
+            if c is not None:
+                c.upstream_failed(504, "upstream send timeout" if self.tkind == T_SEND
+                                  else "upstream read timeout")
+        except Exception:
+            self.rt.log.exception("upstream timeout handler")
+
+    cdef process(self):
+        cdef ClientProtocol c = self.client
+        if c is None or self.state == U_IDLE or self.state == U_CLOSED:
+            self.abort()                # bytes nobody asked for: not reusable
+            return
+        self.out.len = 0
+        try:
+            if self.state == U_HEAD:
+                self.read_head(c)
+            if self.state == U_BODY:
+                self.read_body(c)
+            elif self.state == U_TUNNEL and self.end > self.start:
+                fp_wbuf_put(&self.out, self.buf + self.start, self.end - self.start)
+                self.start = self.end
+                c.set_deadline(T_TUNNEL, self.rt.ws_timeout)
+        finally:
+            self.consumed_all()
+        if self.out.len and self.client is not None:
+            c.write(PyBytes_FromStringAndSize(self.out.data, self.out.len))
+        if self.state == U_BODY:
+            self.deadline = monotonic() + self.upstream.read_timeout
+
+    cdef read_head(self, ClientProtocol c):
+        cdef int64_t rc
+        cdef int frc, kind
+        cdef fp_resp_rw rw
+        cdef const char *p
+        while True:
+            p = self.buf + self.start
+            rc = fp_parse_response(p, self.end - self.start, &self.head,
+                                   &self.rt.resp_limits, &self.hint)
+            if rc == FP_INCOMPLETE:
+                return
+            self.hint = 0
+            if rc < 0:
+                self.bad_response(c, fp_error_name(<int>rc).decode())
+                return
+            frc = fp_response_framing(p, &self.head, c.method_id, &self.fr)
+            if frc != 0:
+                self.bad_response(c, fp_error_name(frc).decode())
+                return
+            rw.flags = self.rt.fwd_flags & FP_RW_VIA
+            rw.client_minor = c.minor
+            rw.via = S(self.rt.via)
+            rw.rules = NULL if c.route.resp_rules.empty else &c.route.resp_rules.rules
+            rw.length = self.fr.length
+            if self.head.status < 200 and self.head.status != 101:
+                # 1xx: pass through to HTTP/1.1 clients (RFC 9110 15.2), keep going.
+                if c.minor == 1:
+                    rw.body_kind = FP_BODY_NONE
+                    if fp_rewrite_response(&self.out, p, &self.head, &rw) != 0:
+                        raise MemoryError()
+                self.start += <size_t>rc
+                continue
+            if self.head.status == 101:
+                if not c.upgrade:
+                    self.bad_response(c, "101 to a request that did not ask to upgrade")
+                    return
+                rw.flags |= FP_RW_UPGRADE
+                rw.body_kind = FP_BODY_NONE
+                if fp_rewrite_response(&self.out, p, &self.head, &rw) != 0:
+                    raise MemoryError()
+                self.start += <size_t>rc
+                c.status = 101
+                c.response_started = True
+                self.state = U_TUNNEL
+                self.deadline = 0
+                if self.end > self.start:
+                    fp_wbuf_put(&self.out, self.buf + self.start, self.end - self.start)
+                    self.start = self.end
+                c.write(PyBytes_FromStringAndSize(self.out.data, self.out.len))
+                self.out.len = 0
+                c.start_tunnel()
+                return
+            kind = self.fr.kind
+            if kind == FP_BODY_CHUNKED or kind == FP_BODY_UNTIL_CLOSE:
+                self.out_kind = FP_BODY_CHUNKED if c.minor == 1 else FP_BODY_UNTIL_CLOSE
+            else:
+                self.out_kind = kind
+            self.close_client = not c.keep_alive or c.client_eof or c.state == C_BODY \
+                or self.out_kind == FP_BODY_UNTIL_CLOSE
+            if self.close_client:
+                rw.flags |= FP_RW_CLOSE
+                c.keep_alive = False
+            rw.body_kind = self.out_kind
+            if fp_rewrite_response(&self.out, p, &self.head, &rw) != 0:
+                raise MemoryError()
+            self.start += <size_t>rc
+            c.status = self.head.status
+            c.response_started = True
+            self.ka = (self.fr.flags & FP_F_KEEP_ALIVE) != 0
+            self.left = self.fr.length
+            if kind == FP_BODY_CHUNKED:
+                fp_chunked_init(&self.chunk, 4096, 16384)
+            self.state = U_BODY
+            if kind == FP_BODY_NONE:
+                self.finish(c)
+            return
+
+    cdef read_body(self, ClientProtocol c):
+        cdef size_t n, used, off, dlen
+        cdef int rc
+        cdef int kind = self.fr.kind
+        if kind == FP_BODY_LENGTH:
+            n = self.end - self.start
+            if n > self.left:
+                n = <size_t>self.left
+            if n and fp_wbuf_put(&self.out, self.buf + self.start, n):
+                raise MemoryError()
+            self.start += n
+            self.left -= n
+            if self.left == 0:
+                self.finish(c)
+            return
+        if kind == FP_BODY_UNTIL_CLOSE:
+            n = self.end - self.start
+            if n:
+                if self.out_kind == FP_BODY_CHUNKED:
+                    put_chunk(&self.out, self.buf + self.start, n)
+                elif fp_wbuf_put(&self.out, self.buf + self.start, n):
+                    raise MemoryError()
+            self.start = self.end
+            return
+        while True:                     # chunked
+            rc = fp_chunked_feed(&self.chunk, self.buf + self.start, self.end - self.start,
+                                 &used, &off, &dlen)
+            if rc < 0:
+                self.flush(c)
+                self.client = None
+                self.abort()
+                c.upstream_failed(502, "bad chunked body from upstream: "
+                                  + fp_error_name(rc).decode())
+                return
+            if rc == FP_CHUNK_DATA:
+                if self.out_kind == FP_BODY_CHUNKED:
+                    put_chunk(&self.out, self.buf + self.start + off, dlen)
+                elif fp_wbuf_put(&self.out, self.buf + self.start + off, dlen):
+                    raise MemoryError()
+                self.start += used
+                continue
+            self.start += used
+            if rc == FP_CHUNK_DONE:
+                if self.out_kind == FP_BODY_CHUNKED:
+                    fp_wbuf_put(&self.out, b"0\r\n\r\n", 5)
+                self.finish(c)
+            return
+
+    cdef flush(self, ClientProtocol c):
+        if self.out.len:
+            c.write(PyBytes_FromStringAndSize(self.out.data, self.out.len))
+            self.out.len = 0
+
+    cdef bad_response(self, ClientProtocol c, str why):
+        self.client = None
+        self.abort()
+        if c.response_started:
+            self.flush(c)
+        c.upstream_failed(502, "invalid response from upstream: " + why)
+
+    cdef finish(self, ClientProtocol c):
+        """Response complete: flush it, pool or close this connection, then
+        let the client move on (its next pipelined request may write)."""
+        cdef Upstream u = self.upstream
+        self.flush(c)
+        self.client = None
+        reusable = self.ka and self.start == self.end and c.state != C_BODY \
+            and u.keepalive > 0 and self.requests < u.keepalive_requests \
+            and not self.rt.closing and not self.closed
+        if reusable and len(self.server.idle) < u.keepalive:
+            self.state = U_IDLE
+            self.tkind = T_POOL
+            self.deadline = monotonic() + u.keepalive_timeout
+            self.resume_reading()
+            self.server.idle.append(self)
+        else:
+            self.state = U_CLOSED
+            self.deadline = 0
+            if not self.closed:
+                self.transport.close()
+        c.response_done()
+
+
+async def open_upstream(Runtime rt, Server server, Upstream upstream, ClientProtocol client):
+    """Connect to `server` for `client` (new connections only; reuse is sync)."""
+    loop = rt.loop
+    try:
+        _, up = await asyncio.wait_for(
+            loop.create_connection(lambda: UpstreamProtocol(rt, server, upstream),
+                                   server.host, server.port),
+            upstream.connect_timeout)
+    except asyncio.TimeoutError:
+        client.upstream_failed(504, f"connect timeout after {upstream.connect_timeout}s")
+        return
+    except OSError as e:
+        client.upstream_failed(502, f"connect failed: {e.strerror or e}")
+        return
+    connected(client, up)
+
+
+cdef connected(ClientProtocol client, UpstreamProtocol up):
+    if client.closed or not client.connecting:
+        up.transport.close()
+    elif up.closed:
+        client.upstream_failed(502, "upstream closed the connection at once")
+    else:
+        client.attach(up, False)
+
+
+def make_client_factory(Runtime rt):
+    """Protocol factory for loop.create_server."""
+    return lambda: ClientProtocol(rt)

@@ -1,0 +1,146 @@
+# cython: language_level=3
+"""Python view of csrc/fp_rewrite.c and csrc/fp_path.c, for tests, tools and
+the micro-benchmarks.  The data plane calls the C directly."""
+
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.stdint cimport int64_t
+from libc.stdlib cimport free, malloc
+
+from fastproxy._tables cimport HeaderRules
+from fastproxy.fp_http1 cimport *
+from fastproxy.fp_path cimport (
+    FP_PATH_ABOVE_ROOT,
+    FP_PATH_BAD_ESCAPE,
+    FP_PATH_NOT_ABS,
+    FP_PATH_NUL,
+    fp_normalize_path,
+)
+from fastproxy.fp_rewrite cimport *
+
+DEF SLOTS = 256
+
+
+class _Rules:
+    def __init__(self, set=(), add=(), remove=()):
+        self.set = tuple(set)
+        self.add = tuple(add)
+        self.remove = tuple(remove)
+
+
+def normalize_path(bytes path):
+    """The path routing matches on; ValueError when it can't be made safe."""
+    cdef char *out = <char *>malloc(len(path) + 1)
+    cdef int64_t n
+    if out == NULL:
+        raise MemoryError()
+    try:
+        n = fp_normalize_path(path, len(path), out)
+        if n < 0:
+            raise ValueError({FP_PATH_BAD_ESCAPE: "bad percent-escape",
+                              FP_PATH_NUL: "encoded NUL",
+                              FP_PATH_ABOVE_ROOT: "dot-segment above the root",
+                              FP_PATH_NOT_ABS: "not an absolute path"}[n])
+        return PyBytes_FromStringAndSize(out, n)
+    finally:
+        free(out)
+
+
+cdef fp_str S(bytes b):
+    cdef fp_str s
+    s.p = b
+    s.n = len(b)
+    return s
+
+
+def rewrite_request(bytes raw, *, bytes client_ip=b"127.0.0.1", bint trusted=False,
+                    bint xff_replace=False, bint x_forwarded=True, bint forwarded=False,
+                    bint via=False, bytes via_name=b"fastproxy", host=None, target=None,
+                    bytes proto=b"http", set=(), add=(), remove=(), bint upgrade=False):
+    """Parse `raw` as a request head and return what fastproxy sends upstream."""
+    cdef fp_header slots[SLOTS]
+    cdef fp_head h
+    cdef fp_limits lim
+    cdef fp_framing fr
+    cdef fp_req_rw rw
+    cdef fp_wbuf out
+    cdef int64_t rc
+    lim.max_line = 65536
+    lim.max_head = 1 << 20
+    lim.max_headers = SLOTS
+    h.headers = slots
+    h.max_slots = SLOTS
+    rc = fp_parse_request(raw, len(raw), &h, &lim, NULL)
+    if rc < 0:
+        raise ValueError(fp_error_name(<int>rc).decode())
+    if fp_request_framing(raw, &h, &fr) != 0:
+        raise ValueError("bad framing")
+    orig_host = raw[h.headers[h.host_index].value.off:h.headers[h.host_index].value.off
+                    + h.headers[h.host_index].value.len] if h.host_index >= 0 else b""
+    host_b = orig_host if host is None else host
+    target_b = raw[h.target.off:h.target.off + h.target.len] if target is None else target
+    via_b = b"1.1 " + via_name
+    rules = HeaderRules(_Rules(set, add, remove))
+    rw.flags = ((FP_RW_X_FORWARDED if x_forwarded else 0) | (FP_RW_TRUSTED if trusted else 0)
+                | (FP_RW_XFF_REPLACE if xff_replace else 0)
+                | (FP_RW_FORWARDED if forwarded else 0) | (FP_RW_VIA if via else 0)
+                | (FP_RW_UPGRADE if upgrade else 0))
+    rw.target = S(target_b)
+    rw.host = S(host_b)
+    rw.orig_host = S(orig_host)
+    rw.client_ip = S(client_ip)
+    rw.proto = S(proto)
+    rw.via = S(via_b)
+    rw.body_kind = FP_BODY_LENGTH if (fr.flags & FP_F_HAS_CL) else fr.kind
+    rw.length = fr.length
+    rw.rules = NULL if rules.empty else &rules.rules
+    out.data = NULL
+    out.len = out.cap = 0
+    try:
+        if fp_rewrite_request(&out, raw, &h, &rw) != 0:
+            raise MemoryError()
+        return PyBytes_FromStringAndSize(out.data, out.len)
+    finally:
+        fp_wbuf_free(&out)
+
+
+def rewrite_response(bytes raw, *, bytes request_method=b"GET", int client_minor=1,
+                     bint close=False, bint via=False, bytes via_name=b"fastproxy",
+                     set=(), add=(), remove=()):
+    """Parse `raw` as a response head and return what fastproxy sends the client."""
+    cdef fp_header slots[SLOTS]
+    cdef fp_head h
+    cdef fp_limits lim
+    cdef fp_framing fr
+    cdef fp_resp_rw rw
+    cdef fp_wbuf out
+    cdef int64_t rc
+    lim.max_line = 65536
+    lim.max_head = 1 << 20
+    lim.max_headers = SLOTS
+    h.headers = slots
+    h.max_slots = SLOTS
+    rc = fp_parse_response(raw, len(raw), &h, &lim, NULL)
+    if rc < 0:
+        raise ValueError(fp_error_name(<int>rc).decode())
+    m = {b"HEAD": FP_M_HEAD, b"GET": FP_M_GET}.get(request_method, FP_M_OTHER)
+    if fp_response_framing(raw, &h, m, &fr) != 0:
+        raise ValueError("bad framing")
+    via_b = b"1.1 " + via_name
+    rules = HeaderRules(_Rules(set, add, remove))
+    rw.flags = (FP_RW_CLOSE if close else 0) | (FP_RW_VIA if via else 0)
+    rw.client_minor = client_minor
+    kind = fr.kind
+    if kind == FP_BODY_CHUNKED or kind == FP_BODY_UNTIL_CLOSE:
+        kind = FP_BODY_CHUNKED if client_minor == 1 else FP_BODY_UNTIL_CLOSE
+    rw.body_kind = kind
+    rw.length = fr.length
+    rw.via = S(via_b)
+    rw.rules = NULL if rules.empty else &rules.rules
+    out.data = NULL
+    out.len = out.cap = 0
+    try:
+        if fp_rewrite_response(&out, raw, &h, &rw) != 0:
+            raise MemoryError()
+        return PyBytes_FromStringAndSize(out.data, out.len)
+    finally:
+        fp_wbuf_free(&out)

@@ -1,0 +1,33 @@
+# Per-worker runtime the protocols read: limits, timeouts, forwarding
+# policy, the compiled router, the set of live connections (for the timeout
+# sweep and graceful stop) and the log sinks.
+from libc.stdint cimport uint32_t, uint64_t
+
+from fastproxy._tables cimport Router
+from fastproxy.fp_http1 cimport fp_limits
+
+
+cdef class Runtime:
+    cdef fp_limits req_limits
+    cdef fp_limits resp_limits
+    cdef public Router router
+    cdef public double header_timeout
+    cdef public double body_timeout
+    cdef public double keepalive_timeout
+    cdef public double ws_timeout
+    cdef public uint64_t max_body
+    cdef public int keepalive_requests
+    cdef uint32_t fwd_flags            # FP_RW_X_FORWARDED | FORWARDED | VIA | XFF_REPLACE
+    cdef bytes via                     # b"1.1 fastproxy"
+    cdef bytes server_header           # b"" or b"Server: name\r\n" on local answers
+    cdef tuple trusted                 # ip networks whose X-Forwarded-* we keep
+    cdef public set conns
+    cdef public object loop
+    cdef public object access_log      # callable(line: str) or None
+    cdef public str access_format      # "combined" | "json"
+    cdef public object log             # logging.Logger for errors
+    cdef public bint closing
+    cdef public long requests_total
+    cdef object sweeper
+
+    cdef bint is_trusted(self, object ip)

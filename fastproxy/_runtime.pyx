@@ -1,0 +1,104 @@
+# cython: language_level=3
+"""Per-worker runtime: settings compiled from a Config, the live-connection
+set, a coarse timeout sweep, and the log sinks.
+
+Timeouts are deadlines stored on each connection and checked by one sweep
+every SWEEP seconds (the way nginx keeps a timer tree rather than a timer
+object per event): a request costs a clock read, not a TimerHandle.
+"""
+
+import ipaddress
+import logging
+
+from fastproxy._conn cimport Conn, monotonic
+from fastproxy._tables cimport Router
+from fastproxy.fp_rewrite cimport (
+    FP_RW_FORWARDED,
+    FP_RW_VIA,
+    FP_RW_X_FORWARDED,
+    FP_RW_XFF_REPLACE,
+)
+
+SWEEP = 0.1
+
+
+cdef class Runtime:
+    def __init__(self, config, loop, log=None):
+        self.loop = loop
+        self.conns = set()
+        self.log = log or logging.getLogger("fastproxy")
+        self.access_log = None
+        self.access_format = "combined"
+        self.closing = False
+        self.requests_total = 0
+        self.sweeper = None
+        self.apply(config)
+
+    def apply(self, config):
+        """Compile config into what the data plane reads.  Connections keep
+        the route objects of the request they are serving, so swapping the
+        router is safe in the middle of traffic."""
+        s = config.server
+        self.router = Router(config)
+        self.req_limits.max_line = s.max_request_line
+        self.req_limits.max_head = s.max_header_size
+        self.req_limits.max_headers = min(s.max_headers, 256)
+        # Responses: generous fixed limits; a bad origin gets a 502.
+        self.resp_limits.max_line = 8192
+        self.resp_limits.max_head = max(65536, s.max_header_size)
+        self.resp_limits.max_headers = 256
+        self.header_timeout = s.client_header_timeout
+        self.body_timeout = s.client_body_timeout
+        self.keepalive_timeout = s.keepalive_timeout
+        self.ws_timeout = getattr(s, "websocket_idle_timeout", 3600.0)
+        self.max_body = s.max_body_size
+        self.keepalive_requests = s.keepalive_requests
+        flags = FP_RW_X_FORWARDED
+        if s.x_forwarded_for == "replace":
+            flags |= FP_RW_XFF_REPLACE
+        if s.forwarded:
+            flags |= FP_RW_FORWARDED
+        if s.via:
+            flags |= FP_RW_VIA
+        self.fwd_flags = flags
+        self.via = f"1.1 {s.via_name}".encode()
+        self.server_header = (f"Server: {s.server_header}\r\n".encode()
+                              if s.server_header else b"")
+        self.trusted = tuple(ipaddress.ip_network(n) for n in s.trusted_proxies)
+
+    cdef bint is_trusted(self, object ip):
+        if not self.trusted or ip is None:
+            return False
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        return any(addr in net for net in self.trusted)
+
+    def start(self):
+        if self.sweeper is None:
+            self.sweeper = self.loop.call_later(SWEEP, self._sweep)
+
+    def stop(self):
+        if self.sweeper is not None:
+            self.sweeper.cancel()
+            self.sweeper = None
+
+    def _sweep(self):
+        cdef double now = monotonic()
+        cdef Conn c
+        expired = [c for c in self.conns if c.deadline and c.deadline <= now]
+        for c in expired:
+            try:
+                c._expire()
+            except Exception:
+                self.log.exception("timeout handler failed")
+        self.sweeper = self.loop.call_later(SWEEP, self._sweep)
+
+    def error(self, str client, str route, str upstream, str message):
+        """One line per error, naming who was involved."""
+        self.log.warning("client=%s route=%s upstream=%s %s", client or "-",
+                         route or "-", upstream or "-", message)
+
+    def idle_client_count(self):
+        return sum(1 for c in self.conns if getattr(c, "is_idle_client", lambda: False)())

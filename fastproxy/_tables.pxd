@@ -1,0 +1,70 @@
+# Compiled configuration the data plane reads per request: routes, upstreams,
+# servers with their keep-alive pools, header rules as C arrays.  Python
+# builds these once per config (build_router); protocols only read them.
+from fastproxy.fp_rewrite cimport fp_kv, fp_rules
+
+
+cdef class HeaderRules:
+    cdef fp_rules rules
+    cdef fp_kv *kvs
+    cdef list keep          # the bytes objects the C pointers point into
+    cdef bint empty
+
+
+cdef class Server:
+    cdef readonly str host
+    cdef readonly int port
+    cdef readonly int weight
+    cdef readonly str address   # "host:port" as configured
+    cdef bytes host_header      # b"host:port" for host = "upstream"
+    cdef public list idle       # pooled upstream connections, most recent last
+    cdef public int active      # open connections to this server
+    cdef public long requests
+    cdef public long failures
+
+
+cdef class Upstream:
+    cdef readonly str name
+    cdef readonly list servers
+    cdef int n
+    cdef unsigned int rr
+    cdef readonly int keepalive
+    cdef readonly int keepalive_requests
+    cdef readonly double keepalive_timeout
+    cdef readonly double connect_timeout
+    cdef readonly double read_timeout
+    cdef readonly double send_timeout
+    cdef int host_mode          # HOST_PASS, HOST_UPSTREAM, HOST_LITERAL
+    cdef bytes host_literal
+    cdef Server pick(self)
+
+
+cdef class Route:
+    cdef readonly str label
+    cdef readonly bytes host    # lower case; b"" for any host
+    cdef bint wildcard          # host is a "*.suffix" pattern (stored as ".suffix")
+    cdef readonly bytes prefix
+    cdef readonly Upstream upstream
+    cdef int return_status
+    cdef bytes body
+    cdef bytes redirect_to
+    cdef int redirect_status
+    cdef bint keep_query
+    cdef bint websocket
+    cdef HeaderRules req_rules
+    cdef HeaderRules resp_rules
+
+
+cdef class Router:
+    cdef list any_host          # routes with no host, longest prefix first
+    cdef dict exact             # host -> routes, longest prefix first
+    cdef list wildcards         # (suffix, routes), longest suffix first
+    cdef bint has_hosts
+    cdef readonly dict upstreams
+    cdef Route match(self, const char *host, size_t hlen, const char *path, size_t plen)
+
+
+cdef enum:
+    HOST_PASS = 0
+    HOST_UPSTREAM = 1
+    HOST_LITERAL = 2

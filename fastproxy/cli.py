@@ -1,0 +1,131 @@
+"""The `fastproxy` command: run, check, tune, --version."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from fastproxy._version import __version__
+from fastproxy.config import Config, ConfigError
+
+DEFAULT_CONFIG = "fastproxy.toml"
+
+log = logging.getLogger("fastproxy")
+
+
+def _find_config(path: str | None) -> str | None:
+    if path:
+        return path
+    return DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else None
+
+
+def _load(path: str) -> Config | None:
+    try:
+        return Config.load(path)
+    except ConfigError as e:
+        print(f"fastproxy: invalid configuration ({len(e.issues)} error(s)):", file=sys.stderr)
+        print(str(e), file=sys.stderr)
+        return None
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    path = _find_config(args.config)
+    if path is None:
+        print(f"fastproxy: no config given and no ./{DEFAULT_CONFIG}", file=sys.stderr)
+        return 2
+    if _load(path) is None:
+        return 1
+    print("ok")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+
+    from fastproxy.logs import setup_error_log
+    from fastproxy.proxy import Proxy
+
+    path = _find_config(args.config)
+    if path is None:
+        return _run_demo(args)
+    config = _load(path)
+    if config is None:
+        return 1
+    setup_error_log(config.log.error, config.log.level)
+    if config.worker_count() != 1:
+        log.warning(
+            "workers = %s: multi-process mode is not built yet; running 1 worker",
+            config.server.workers,
+        )
+    Proxy(config).run()
+    return 0
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    import uvloop
+
+    from fastproxy.demo import DEMO_LISTEN, demo_config, start_backends
+    from fastproxy.logs import setup_error_log
+    from fastproxy.proxy import Proxy
+
+    setup_error_log("stderr", "info")
+
+    async def main() -> None:
+        servers, backends = await start_backends(2)
+        proxy = Proxy(demo_config(backends, args.listen or DEMO_LISTEN))
+        await proxy.start()
+        host, port = proxy.addresses[0]
+        log.info("demo: no config given, so fastproxy runs its built-in demo")
+        log.info("demo: backends %s; try: curl http://%s:%d/", ", ".join(backends), host, port)
+        try:
+            await proxy.serve_forever()
+        finally:
+            for s in servers:
+                s.close()
+
+    uvloop.run(main())
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from fastproxy import tune
+
+    return tune.main(args.rest)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="fastproxy",
+        description="A reverse proxy, load balancer and HTTP cache with a C data plane.",
+        epilog="With no config (no -c and no ./fastproxy.toml), `fastproxy run` starts a "
+        "built-in demo on 127.0.0.1:8080 with two demo backends.",
+    )
+    p.add_argument("--version", action="version", version=f"fastproxy {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    run = sub.add_parser("run", help="run the proxy in the foreground")
+    run.add_argument("-c", "--config", help=f"TOML config file (default ./{DEFAULT_CONFIG})")
+    run.add_argument("--listen", help="demo only: where the demo proxy listens")
+    run.set_defaults(func=cmd_run)
+    check = sub.add_parser("check", help="validate a config file; prints ok or every error")
+    check.add_argument("-c", "--config", help=f"TOML config file (default ./{DEFAULT_CONFIG})")
+    check.set_defaults(func=cmd_check)
+    tune = sub.add_parser(
+        "tune", help="measure throughput per worker count (needs wrk)", add_help=False
+    )
+    tune.add_argument("rest", nargs=argparse.REMAINDER)
+    tune.set_defaults(func=cmd_tune)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

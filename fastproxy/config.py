@@ -1,0 +1,680 @@
+"""fastproxy configuration: TOML loading, validation and the frozen config model.
+
+Use ``Config.load(path)``, ``Config.from_toml(text)`` or ``Config.from_dict(d)``.
+Every problem found is collected and raised together as one ``ConfigError``
+whose ``issues`` carry the key path and, for TOML input, the line number.
+See docs/config.md for the reference of every key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import tomllib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+
+from fastproxy.config_values import (
+    IPNetwork,
+    KeyLocator,
+    KeyPath,
+    check_header_name,
+    check_header_value,
+    expect_bool,
+    expect_choice,
+    expect_int,
+    expect_str,
+    format_path,
+    parse_balance,
+    parse_cidr,
+    parse_duration,
+    parse_error_log,
+    parse_host_pattern,
+    parse_host_port,
+    parse_path,
+    parse_path_prefix,
+    parse_pid_file,
+    parse_positive_duration,
+    parse_positive_size,
+    parse_redirect_status,
+    parse_redirect_target,
+    parse_server_header,
+    parse_size,
+    parse_upstream_host,
+    parse_via_name,
+    parse_workers,
+    type_name,
+)
+
+__all__ = [
+    "Address",
+    "AdminConfig",
+    "Config",
+    "ConfigError",
+    "ConfigIssue",
+    "HeaderRules",
+    "KeyLocator",
+    "LogConfig",
+    "Redirect",
+    "RouteConfig",
+    "ServerConfig",
+    "ServerSpec",
+    "UpstreamConfig",
+    "format_path",
+    "parse_path",
+]
+
+# --------------------------------------------------------------------------- errors
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    path: str
+    line: int | None
+    message: str
+    source: str
+
+    def __str__(self) -> str:
+        where = self.source if self.line is None else f"{self.source}:{self.line}"
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class ConfigError(ValueError):
+    """Raised with every problem found in a configuration; one issue per line in str()."""
+
+    def __init__(self, issues: Iterable[ConfigIssue]) -> None:
+        self.issues: list[ConfigIssue] = list(issues)
+        super().__init__(self.issues)
+
+    def __str__(self) -> str:
+        return "\n".join(str(issue) for issue in self.issues)
+
+
+# --------------------------------------------------------------------------- model
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    listen: tuple[Address, ...] = (Address("127.0.0.1", 8080),)
+    workers: int | Literal["auto"] = 1
+    worker_cpu_affinity: Literal["off", "auto"] = "off"
+    client_header_timeout: float = 10.0
+    client_body_timeout: float = 30.0
+    keepalive_timeout: float = 75.0
+    keepalive_requests: int = 1000
+    max_body_size: int = 1 << 30
+    max_request_line: int = 8 << 10
+    max_header_size: int = 32 << 10
+    max_headers: int = 100
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    x_forwarded_for: Literal["append", "replace"] = "append"
+    forwarded: bool = False
+    via: bool = False
+    via_name: str = "fastproxy"
+    server_header: str | None = None
+    shutdown_timeout: float = 30.0
+    pid_file: str | None = "/tmp/fastproxy.pid"
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    access: str = "stdout"
+    format: Literal["combined", "json"] = "combined"
+    error: str = "stderr"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class AdminConfig:
+    listen: Address = Address("127.0.0.1", 9901)
+    token: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSpec:
+    address: Address
+    weight: int = 1
+    backup: bool = False
+    max_conns: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    name: str
+    servers: tuple[ServerSpec, ...]
+    balance: Literal["round_robin"] = "round_robin"
+    keepalive: int = 32
+    keepalive_timeout: float = 60.0
+    keepalive_requests: int = 1000
+    connect_timeout: float = 5.0
+    read_timeout: float = 60.0
+    send_timeout: float = 60.0
+    host: str = "pass"
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderRules:
+    set: tuple[tuple[str, str], ...] = ()
+    add: tuple[tuple[str, str], ...] = ()
+    remove: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Redirect:
+    to: str
+    status: int = 302
+    keep_query: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RouteConfig:
+    host: str | None = None
+    path_prefix: str = "/"
+    upstream: str | None = None
+    return_status: int | None = None
+    body: str = ""
+    redirect: Redirect | None = None
+    websocket: bool = True
+    request_headers: HeaderRules = HeaderRules()
+    response_headers: HeaderRules = HeaderRules()
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig = ServerConfig()
+    log: LogConfig = LogConfig()
+    admin: AdminConfig | None = None
+    upstreams: dict[str, UpstreamConfig] = field(default_factory=dict)
+    routes: tuple[RouteConfig, ...] = ()
+    source: str = "<default>"
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Config:
+        source = os.fspath(path)
+        try:
+            with open(source, encoding="utf-8-sig") as fh:
+                text = fh.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ConfigError([ConfigIssue("", None, f"cannot read: {reason}", source)]) from None
+        return cls.from_toml(text, source=source)
+
+    @classmethod
+    def from_toml(cls, text: str, source: str = "<string>") -> Config:
+        text = text.removeprefix("\ufeff")
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([_syntax_issue(str(exc), text, source)]) from None
+        return _build_config(data, source, KeyLocator(text).line)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "<dict>") -> Config:
+        return _build_config(data, source, lambda path: None)
+
+    def worker_count(self) -> int:
+        """Number of worker processes; "auto" = CPUs this process may run on."""
+        if self.server.workers != "auto":
+            return int(self.server.workers)
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except (AttributeError, OSError):  # pragma: no cover - non-Linux
+            return os.cpu_count() or 1
+
+
+def _syntax_issue(message: str, text: str, source: str) -> ConfigIssue:
+    line: int | None = None
+    m = re.search(r" \(at line (\d+), column (\d+)\)$", message)
+    if m:
+        line = int(m.group(1))
+        message = f"{message[: m.start()]} (column {m.group(2)})"
+    elif message.endswith(" (at end of document)"):
+        line = text.count("\n") + 1
+    return ConfigIssue("", line, f"TOML syntax error: {message}", source)
+
+
+# --------------------------------------------------------------------------- validation
+
+_BAD: Any = object()  # sentinel: the value was invalid and an issue was recorded
+Conv = Callable[["_Checker", KeyPath, Any], Any]
+
+_UPSTREAM_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
+_MANAGED_HEADERS = frozenset(
+    ("connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding")
+    + ("upgrade", "content-length")
+)
+
+
+class _Checker:
+    def __init__(self, source: str, locate: Callable[[KeyPath], int | None]) -> None:
+        self.source = source
+        self.locate = locate
+        self.issues: list[ConfigIssue] = []
+
+    def err(self, path: KeyPath, message: str) -> None:
+        self.issues.append(ConfigIssue(format_path(path), self.locate(path), message, self.source))
+
+    def table(self, path: KeyPath, value: Any, known: Iterable[str]) -> dict[str, Any] | None:
+        """Check value is a table with only known keys; return the known part."""
+        if not isinstance(value, Mapping):
+            self.err(path, f"expected table, got {type_name(value)}")
+            return None
+        known = list(known)
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                self.err(path, f"keys must be strings, got {type_name(key)} {key!r}")
+            elif key in known:
+                out[key] = item
+            else:
+                self.err((*path, key), _unknown_key(key, known))
+        return out
+
+    def fields(self, path: KeyPath, value: Any, convs: Mapping[str, Conv]) -> dict[str, Any] | None:
+        """Check a table against converters, in key order; None if anything was wrong."""
+        if not isinstance(value, Mapping):
+            self.err(path, f"expected table, got {type_name(value)}")
+            return None
+        before = len(self.issues)
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                self.err(path, f"keys must be strings, got {type_name(key)} {key!r}")
+            elif key not in convs:
+                self.err((*path, key), _unknown_key(key, list(convs)))
+            elif (result := convs[key](self, (*path, key), item)) is not _BAD:
+                out[key] = result
+        return out if len(self.issues) == before else None
+
+    def items(
+        self, path: KeyPath, value: Any, what: str, scalar_ok: bool
+    ) -> list[tuple[KeyPath, Any]]:
+        """Elements of an array (or a lone string if scalar_ok) with their paths."""
+        if scalar_ok and isinstance(value, str):
+            return [(path, value)]
+        if not isinstance(value, list | tuple):
+            alt = " or a single string" if scalar_ok else ""
+            self.err(path, f"expected array of {what}{alt}, got {type_name(value)}")
+            return []
+        return [((*path, i), item) for i, item in enumerate(value)]
+
+
+def _unknown_key(key: str, known: Sequence[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if close:
+        return f"unknown key {key!r}; did you mean {close[0]!r}?"
+    return f"unknown key {key!r} (known keys: {', '.join(sorted(known))})"
+
+
+def _simple(fn: Callable[[Any], Any]) -> Conv:
+    def conv(chk: _Checker, path: KeyPath, value: Any) -> Any:
+        try:
+            return fn(value)
+        except ValueError as exc:
+            chk.err(path, str(exc))
+            return _BAD
+
+    return conv
+
+
+def _int(minimum: int | None = None, maximum: int | None = None) -> Conv:
+    return _simple(lambda v: expect_int(v, minimum, maximum))
+
+
+def _choice(*choices: str) -> Conv:
+    return _simple(lambda v: expect_choice(v, choices))
+
+
+def _address_list(listen: bool, what: str) -> Conv:
+    def conv(chk: _Checker, path: KeyPath, value: Any) -> Any:
+        items = chk.items(path, value, what, scalar_ok=True)
+        if not items:
+            if isinstance(value, list | tuple):
+                chk.err(path, "must not be empty")
+            return _BAD
+        out: list[Address] = []
+        seen: dict[Address, KeyPath] = {}
+        ok = True
+        for item_path, item in items:
+            try:
+                addr = Address(*parse_host_port(item, listen=listen))
+            except ValueError as exc:
+                chk.err(item_path, str(exc))
+                ok = False
+                continue
+            if addr in seen and (addr.port != 0 or not listen):
+                chk.err(item_path, f"duplicate address '{addr}' (also {format_path(seen[addr])})")
+                ok = False
+            seen.setdefault(addr, item_path)
+            out.append(addr)
+        return tuple(out) if ok else _BAD
+
+    return conv
+
+
+def _cidrs(chk: _Checker, path: KeyPath, value: Any) -> Any:
+    out, ok = [], True
+    for item_path, item in chk.items(path, value, "CIDR strings", scalar_ok=True):
+        try:
+            out.append(parse_cidr(item))
+        except ValueError as exc:
+            chk.err(item_path, str(exc))
+            ok = False
+    return tuple(out) if ok else _BAD
+
+
+_SERVER_CONVS: dict[str, Conv] = {
+    "listen": _address_list(listen=True, what="'host:port' strings"),
+    "workers": _simple(parse_workers),
+    "worker_cpu_affinity": _choice("off", "auto"),
+    "client_header_timeout": _simple(parse_positive_duration),
+    "client_body_timeout": _simple(parse_positive_duration),
+    "keepalive_timeout": _simple(parse_duration),
+    "keepalive_requests": _int(1),
+    "max_body_size": _simple(parse_size),
+    "max_request_line": _simple(parse_positive_size),
+    "max_header_size": _simple(parse_positive_size),
+    "max_headers": _int(1),
+    "trusted_proxies": _cidrs,
+    "x_forwarded_for": _choice("append", "replace"),
+    "forwarded": _simple(expect_bool),
+    "via": _simple(expect_bool),
+    "via_name": _simple(parse_via_name),
+    "server_header": _simple(parse_server_header),
+    "shutdown_timeout": _simple(parse_duration),
+    "pid_file": _simple(parse_pid_file),
+}
+
+_LOG_CONVS: dict[str, Conv] = {
+    "access": _simple(lambda v: expect_str(v, nonempty=True)),
+    "format": _choice("combined", "json"),
+    "error": _simple(parse_error_log),
+    "level": _choice("debug", "info", "warning", "error"),
+}
+
+
+def _listen_one(chk: _Checker, path: KeyPath, value: Any) -> Any:
+    return _simple(lambda v: Address(*parse_host_port(v, listen=True)))(chk, path, value)
+
+
+_ADMIN_CONVS: dict[str, Conv] = {"listen": _listen_one, "token": _simple(check_header_value)}
+
+
+def _server_spec(chk: _Checker, path: KeyPath, value: Any) -> Any:
+    if isinstance(value, str):
+        return _simple(lambda v: ServerSpec(Address(*parse_host_port(v, listen=False))))(
+            chk, path, value
+        )
+    convs: dict[str, Conv] = {
+        "address": _simple(lambda v: Address(*parse_host_port(v, listen=False))),
+        "weight": _int(1),
+        "backup": _simple(expect_bool),
+        "max_conns": _int(0),
+    }
+    if not isinstance(value, Mapping):
+        chk.err(path, f"expected 'host:port' string or table, got {type_name(value)}")
+        return _BAD
+    if "address" not in value:
+        chk.err(path, "missing required key 'address'")
+    kw = chk.fields(path, value, convs)
+    return _BAD if kw is None or "address" not in kw else ServerSpec(**kw)
+
+
+def _servers(chk: _Checker, path: KeyPath, value: Any) -> Any:
+    items = chk.items(path, value, "servers", scalar_ok=True)
+    if not items:
+        if isinstance(value, list | tuple):
+            chk.err(path, "must list at least one server")
+        return _BAD
+    out, ok = [], True
+    seen: dict[Address, KeyPath] = {}
+    for item_path, item in items:
+        spec = _server_spec(chk, item_path, item)
+        if spec is _BAD:
+            ok = False
+            continue
+        if spec.address in seen:
+            other = format_path(seen[spec.address])
+            chk.err(item_path, f"duplicate server '{spec.address}' (also {other}); use weight")
+            ok = False
+        seen.setdefault(spec.address, item_path)
+        out.append(spec)
+    if ok and all(s.backup for s in out):
+        chk.err(path, "at least one server must not be a backup")
+        ok = False
+    return tuple(out) if ok else _BAD
+
+
+_UPSTREAM_CONVS: dict[str, Conv] = {
+    "servers": _servers,
+    "balance": _simple(parse_balance),
+    "keepalive": _int(0),
+    "keepalive_timeout": _simple(parse_duration),
+    "keepalive_requests": _int(1),
+    "connect_timeout": _simple(parse_positive_duration),
+    "read_timeout": _simple(parse_positive_duration),
+    "send_timeout": _simple(parse_positive_duration),
+    "host": _simple(parse_upstream_host),
+}
+
+
+def _header_name(chk: _Checker, path: KeyPath, name: Any, request: bool) -> str | None:
+    try:
+        checked = check_header_name(name)
+    except ValueError as exc:
+        chk.err(path, str(exc))
+        return None
+    lower = checked.lower()
+    if lower in _MANAGED_HEADERS:
+        chk.err(path, f"header {checked!r} is managed by the proxy and cannot be changed")
+        return None
+    if request and lower == "host":
+        chk.err(path, "set the Host header with upstreams.NAME.host, not request_headers")
+        return None
+    return checked
+
+
+def _header_rules(request: bool) -> Conv:
+    def pairs(chk: _Checker, path: KeyPath, value: Any, unique: bool) -> Any:
+        if not isinstance(value, Mapping):
+            chk.err(path, f"expected table of header name = value, got {type_name(value)}")
+            return _BAD
+        out, ok, seen = [], True, set()
+        for name, val in value.items():
+            item_path = (*path, str(name))
+            checked = _header_name(chk, item_path, name, request)
+            try:
+                val = check_header_value(val)
+            except ValueError as exc:
+                chk.err(item_path, str(exc))
+                checked = None
+            if checked is None:
+                ok = False
+            elif unique and checked.lower() in seen:
+                chk.err(item_path, f"header {checked!r} is set twice (names are case-insensitive)")
+                ok = False
+            else:
+                seen.add(checked.lower())
+                out.append((checked, val))
+        return tuple(out) if ok else _BAD
+
+    def remove(chk: _Checker, path: KeyPath, value: Any) -> Any:
+        out, ok = [], True
+        for item_path, item in chk.items(path, value, "header names", scalar_ok=True):
+            name = _header_name(chk, item_path, item, request)
+            ok = ok and name is not None
+            out.append(name)
+        return tuple(out) if ok else _BAD
+
+    convs: dict[str, Conv] = {
+        "set": lambda c, p, v: pairs(c, p, v, unique=True),
+        "add": lambda c, p, v: pairs(c, p, v, unique=False),
+        "remove": remove,
+    }
+
+    def conv(chk: _Checker, path: KeyPath, value: Any) -> Any:
+        kw = chk.fields(path, value, convs)
+        if kw is None:
+            return _BAD
+        rules = HeaderRules(**kw)
+        set_names = {n.lower() for n, _ in rules.set}
+        for i, name in enumerate(rules.remove):
+            if name.lower() in set_names:
+                chk.err((*path, "remove", i), f"header {name!r} is both set and removed")
+                return _BAD
+        return rules
+
+    return conv
+
+
+def _redirect(chk: _Checker, path: KeyPath, value: Any) -> Any:
+    if isinstance(value, str):
+        value = {"to": value}
+    convs: dict[str, Conv] = {
+        "to": _simple(parse_redirect_target),
+        "status": _simple(parse_redirect_status),
+        "keep_query": _simple(expect_bool),
+    }
+    missing = isinstance(value, Mapping) and "to" not in value
+    if missing:
+        chk.err(path, "missing required key 'to'")
+    kw = chk.fields(path, value, convs)
+    return _BAD if kw is None or missing else Redirect(**kw)
+
+
+_ROUTE_CONVS: dict[str, Conv] = {
+    "host": _simple(parse_host_pattern),
+    "path_prefix": _simple(parse_path_prefix),
+    "upstream": _simple(lambda v: expect_str(v, nonempty=True)),
+    "return": _int(100, 599),
+    "body": _simple(expect_str),
+    "redirect": _redirect,
+    "websocket": _simple(expect_bool),
+    "request_headers": _header_rules(request=True),
+    "response_headers": _header_rules(request=False),
+}
+_ROUTE_TARGETS = ("upstream", "return", "redirect")
+
+
+def _route(chk: _Checker, path: KeyPath, value: Any, upstream_names: list[str]) -> Any:
+    before = len(chk.issues)
+    tbl = chk.table(path, value, _ROUTE_CONVS)
+    if tbl is None:
+        return _BAD
+    targets = [k for k in _ROUTE_TARGETS if k in tbl]
+    if not targets:
+        chk.err(path, "route needs one of 'upstream', 'return' or 'redirect'")
+    elif len(targets) > 1:
+        chk.err(
+            (*path, targets[1]),
+            f"route has both {targets[0]!r} and {targets[1]!r}; use exactly one of "
+            "'upstream', 'return' or 'redirect'",
+        )
+    if "body" in tbl and "return" not in tbl:
+        chk.err((*path, "body"), "'body' is only valid together with 'return'")
+    kw: dict[str, Any] = {}
+    for key, item in tbl.items():
+        result = _ROUTE_CONVS[key](chk, (*path, key), item)
+        if result is not _BAD:
+            kw["return_status" if key == "return" else key] = result
+    name = kw.get("upstream")
+    if name is not None and name not in upstream_names:
+        defined = ", ".join(upstream_names) if upstream_names else "none"
+        chk.err((*path, "upstream"), f"undefined upstream {name!r} (defined: {defined})")
+    return RouteConfig(**kw) if len(chk.issues) == before else _BAD
+
+
+_TOP_KEYS = ("server", "log", "admin", "upstreams", "routes")
+
+
+def _listen_overlap(a: Address, b: Address) -> bool:
+    """Would binding both fail? Same port and same host, or either one a wildcard."""
+    wild = ("0.0.0.0", "::")
+    return a.port == b.port != 0 and (a.host == b.host or a.host in wild or b.host in wild)
+
+
+def _build_config(
+    data: Mapping[str, Any], source: str, locate: Callable[[KeyPath], int | None]
+) -> Config:
+    chk = _Checker(source, locate)
+    top = chk.table((), data, _TOP_KEYS) or {}
+
+    server = chk.fields(("server",), top.get("server", {}), _SERVER_CONVS)
+    log = chk.fields(("log",), top.get("log", {}), _LOG_CONVS)
+    admin_kw = None
+    if top.get("admin") is not None:
+        admin_kw = chk.fields(("admin",), top["admin"], _ADMIN_CONVS)
+
+    upstreams: dict[str, UpstreamConfig] = {}
+    names: list[str] = []
+    raw_upstreams = top.get("upstreams", {})
+    if not isinstance(raw_upstreams, Mapping):
+        chk.err(("upstreams",), f"expected table, got {type_name(raw_upstreams)}")
+        raw_upstreams = {}
+    for name, value in raw_upstreams.items():
+        path: KeyPath = ("upstreams", str(name))
+        names.append(str(name))
+        if not isinstance(name, str) or not _UPSTREAM_NAME_RE.fullmatch(name):
+            chk.err(path, f"invalid upstream name {name!r} (use letters, digits, '_', '-', '.')")
+        if isinstance(value, Mapping) and "servers" not in value:
+            chk.err(path, "missing required key 'servers'")
+        kw = chk.fields(path, value, _UPSTREAM_CONVS)
+        if kw is not None and "servers" in kw:
+            upstreams[str(name)] = UpstreamConfig(name=str(name), **kw)
+
+    routes: list[RouteConfig] = []
+    raw_routes = top.get("routes", [])
+    if not isinstance(raw_routes, list | tuple):
+        chk.err(("routes",), f"expected array of tables ([[routes]]), got {type_name(raw_routes)}")
+    elif raw_routes:
+        for i, value in enumerate(raw_routes):
+            route = _route(chk, ("routes", i), value, names)
+            if route is not _BAD:
+                routes.append(route)
+    elif len(names) == 1:
+        routes.append(RouteConfig(upstream=names[0]))
+    elif not names:
+        chk.err(("routes",), "nothing to serve: define [upstreams.NAME] and/or [[routes]]")
+    else:
+        chk.err(
+            ("routes",),
+            f"no [[routes]] defined; with several upstreams ({', '.join(names)}) "
+            "routes are required",
+        )
+
+    if server is not None and admin_kw is not None:
+        admin_addr = admin_kw.get("listen", AdminConfig().listen)
+        for i, addr in enumerate(server.get("listen", ServerConfig().listen)):
+            if _listen_overlap(addr, admin_addr):
+                chk.err(("admin", "listen"), f"'{admin_addr}' conflicts with server.listen[{i}]")
+
+    if chk.issues:
+        chk.issues.sort(key=lambda issue: (issue.line is None, issue.line or 0))
+        raise ConfigError(chk.issues)
+    assert server is not None and log is not None
+    return Config(
+        server=ServerConfig(**server),
+        log=LogConfig(**log),
+        admin=None if admin_kw is None else AdminConfig(**admin_kw),
+        upstreams=upstreams,
+        routes=tuple(routes),
+        source=source,
+    )
+
+
+# Sanity: converter tables and dataclass fields must stay in step.
+assert set(_SERVER_CONVS) == {f.name for f in fields(ServerConfig)}
+assert set(_LOG_CONVS) == {f.name for f in fields(LogConfig)}
+assert set(_ADMIN_CONVS) == {f.name for f in fields(AdminConfig)}
+assert set(_UPSTREAM_CONVS) | {"name"} == {f.name for f in fields(UpstreamConfig)}

@@ -1,0 +1,144 @@
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Network, IPv6Network
+from typing import Any, Literal, TypeAlias
+
+__all__ = [
+    "Address",
+    "AdminConfig",
+    "Config",
+    "ConfigError",
+    "ConfigIssue",
+    "HeaderRules",
+    "KeyLocator",
+    "LogConfig",
+    "Redirect",
+    "RouteConfig",
+    "ServerConfig",
+    "ServerSpec",
+    "UpstreamConfig",
+    "format_path",
+    "parse_path",
+]
+
+IPNetwork: TypeAlias = IPv4Network | IPv6Network
+_PathSeg: TypeAlias = str | int
+KeyPath: TypeAlias = tuple[_PathSeg, ...]
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    path: str
+    line: int | None
+    message: str
+    source: str
+
+class ConfigError(ValueError):
+    issues: list[ConfigIssue]
+    def __init__(self, issues: Iterable[ConfigIssue]) -> None: ...
+
+def format_path(path: Sequence[_PathSeg]) -> str: ...
+def parse_path(text: str) -> KeyPath: ...
+
+class KeyLocator:
+    def __init__(self, text: str) -> None: ...
+    def line(self, path: str | Sequence[_PathSeg]) -> int | None: ...
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    host: str
+    port: int
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    listen: tuple[Address, ...] = ...
+    workers: int | Literal["auto"] = 1
+    worker_cpu_affinity: Literal["off", "auto"] = "off"
+    client_header_timeout: float = 10.0
+    client_body_timeout: float = 30.0
+    keepalive_timeout: float = 75.0
+    keepalive_requests: int = 1000
+    max_body_size: int = ...
+    max_request_line: int = ...
+    max_header_size: int = ...
+    max_headers: int = 100
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    x_forwarded_for: Literal["append", "replace"] = "append"
+    forwarded: bool = False
+    via: bool = False
+    via_name: str = "fastproxy"
+    server_header: str | None = None
+    shutdown_timeout: float = 30.0
+    pid_file: str | None = "/tmp/fastproxy.pid"
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    access: str = "stdout"
+    format: Literal["combined", "json"] = "combined"
+    error: str = "stderr"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+@dataclass(frozen=True, slots=True)
+class AdminConfig:
+    listen: Address = ...
+    token: str = ""
+
+@dataclass(frozen=True, slots=True)
+class ServerSpec:
+    address: Address
+    weight: int = 1
+    backup: bool = False
+    max_conns: int = 0
+
+@dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    name: str
+    servers: tuple[ServerSpec, ...]
+    balance: Literal["round_robin"] = "round_robin"
+    keepalive: int = 32
+    keepalive_timeout: float = 60.0
+    keepalive_requests: int = 1000
+    connect_timeout: float = 5.0
+    read_timeout: float = 60.0
+    send_timeout: float = 60.0
+    host: str = "pass"
+
+@dataclass(frozen=True, slots=True)
+class HeaderRules:
+    set: tuple[tuple[str, str], ...] = ()
+    add: tuple[tuple[str, str], ...] = ()
+    remove: tuple[str, ...] = ()
+
+@dataclass(frozen=True, slots=True)
+class Redirect:
+    to: str
+    status: int = 302
+    keep_query: bool = True
+
+@dataclass(frozen=True, slots=True)
+class RouteConfig:
+    host: str | None = None
+    path_prefix: str = "/"
+    upstream: str | None = None
+    return_status: int | None = None
+    body: str = ""
+    redirect: Redirect | None = None
+    websocket: bool = True
+    request_headers: HeaderRules = ...
+    response_headers: HeaderRules = ...
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig = ...
+    log: LogConfig = ...
+    admin: AdminConfig | None = None
+    upstreams: dict[str, UpstreamConfig] = ...
+    routes: tuple[RouteConfig, ...] = ()
+    source: str = "<default>"
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Config: ...
+    @classmethod
+    def from_toml(cls, text: str, source: str = "<string>") -> Config: ...
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "<dict>") -> Config: ...
+    def worker_count(self) -> int: ...
