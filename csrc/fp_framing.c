@@ -126,8 +126,9 @@ static uint32_t flags_of(const summary *s, int minor)
     uint32_t fl = 0;
     int keep = minor >= 1 ? !s->conn_close : (s->conn_keep_alive && !s->conn_close);
     if (keep) fl |= FP_F_KEEP_ALIVE;
-    if (s->conn_upgrade && s->has_upgrade) fl |= FP_F_UPGRADE;
-    if (s->expect) fl |= FP_F_EXPECT_CONTINUE;
+    /* RFC 9110 7.8 and 10.1.1: Upgrade and Expect are ignored in HTTP/1.0. */
+    if (minor >= 1 && s->conn_upgrade && s->has_upgrade) fl |= FP_F_UPGRADE;
+    if (minor >= 1 && s->expect) fl |= FP_F_EXPECT_CONTINUE;
     if (s->conn_close) fl |= FP_F_CONN_CLOSE;
     if (s->has_te) fl |= FP_F_HAS_TE;
     if (s->has_cl) fl |= FP_F_HAS_CL;

@@ -145,8 +145,22 @@ static int parse_status_line(const char *base, const char *p, const char *eol,
 
 /* Parse field lines from p to the empty line that ends the head (known to be
  * present before `end`).  Returns 0 or FP_E_*; *endp gets the head end. */
+/* RFC 9112 3.2 / RFC 3986 3.2.2: uri-host [ ":" port ], IP-literals in
+ * brackets; empty is allowed (a target without authority). */
+static int valid_host(const char *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+            continue;
+        if (strchr("-._~%!$&'()*+,;=:[]", c) == NULL || c == 0) return 0;
+    }
+    return 1;
+}
+
 static int parse_fields(const char *base, const char *p, const char *end,
-                        fp_head *h, const fp_limits *lim, const char **endp)
+                        fp_head *h, const fp_limits *lim, const char **endp,
+                        int is_request)
 {
     uint32_t cap = h->max_slots < lim->max_headers ? h->max_slots : lim->max_headers;
     h->num_headers = 0;
@@ -191,8 +205,9 @@ static int parse_fields(const char *base, const char *p, const char *end,
         while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
         f->value.off = SPAN(v);
         f->value.len = (uint32_t)(ve - v);
-        if (f->id == FP_H_HOST) {
+        if (f->id == FP_H_HOST && is_request) {
             if (h->host_index >= 0) return FP_E_HOST_MULTIPLE;
+            if (!valid_host(v, (size_t)(ve - v))) return FP_E_HOST_INVALID;
             h->host_index = (int32_t)h->num_headers;
         }
         h->num_headers++;
@@ -258,7 +273,10 @@ static int64_t parse_head(const char *buf, size_t len, fp_head *h,
                                         ? searched - (size_t)(start - base) : 0);
         if (from > end) from = end;
         first_lf = find_lf(from, end);
-        size_t line_len = (size_t)((first_lf ? first_lf : end) - start);
+        /* RFC 9112 3: the request-line excludes its CRLF. */
+        const char *le = first_lf ? line_end(start, first_lf)
+                                  : (end > start && end[-1] == '\r' ? end - 1 : end);
+        size_t line_len = (size_t)(le - start);
         if (line_len > lim->max_line)
             return is_request ? FP_E_LINE_TOO_LONG : FP_E_HEAD_TOO_LARGE;
         if (first_lf == NULL) {
@@ -290,7 +308,7 @@ static int64_t parse_head(const char *buf, size_t len, fp_head *h,
                         : parse_status_line(base, start, eol, h);
     if (rc) return rc;
     const char *done = NULL;
-    rc = parse_fields(base, first_lf + 1, head_end, h, lim, &done);
+    rc = parse_fields(base, first_lf + 1, head_end, h, lim, &done, is_request);
     if (rc) return rc;
     if (is_request && h->minor == 1 && h->host_index < 0) return FP_E_HOST_MISSING;
     h->head_len = (uint32_t)(done - base);
@@ -342,6 +360,7 @@ static const struct { const char *name; int status; } errors[] = {
     [28] = {"FP_E_CHUNK_EXT", 400},
     [29] = {"FP_E_CHUNK_CRLF", 400},
     [30] = {"FP_E_TRAILER", 400},
+    [31] = {"FP_E_HOST_INVALID", 400},
 };
 
 const char *fp_error_name(int code)

@@ -42,7 +42,7 @@ enum {
     FP_E_BARE_CR = -16,        /* CR not followed by LF (RFC 9112 2.2)     400 */
     FP_E_VALUE_CHAR = -17,     /* NUL/CTL other than HTAB in a value       400 */
     FP_E_HOST_MISSING = -18,   /* HTTP/1.1 request without Host            400 */
-    FP_E_HOST_MULTIPLE = -19,  /* several Host fields                      400 */
+    FP_E_HOST_MULTIPLE = -19,  /* several Host fields (requests only)      400 */
     /* framing (fp_request_framing / fp_response_framing) */
     FP_E_CL_INVALID = -20,     /* Content-Length not 1*DIGIT, or overflow  400 */
     FP_E_CL_CONFLICT = -21,    /* several differing Content-Length values  400 */
@@ -56,7 +56,8 @@ enum {
     FP_E_CHUNK_EXT = -28,      /* chunk extension too long or bad byte     400 */
     FP_E_CHUNK_CRLF = -29,     /* chunk data not followed by CRLF          400 */
     FP_E_TRAILER = -30,        /* trailer section too large or malformed   400 */
-    FP_E_LAST = -30
+    FP_E_HOST_INVALID = -31,   /* Host value not uri-host[:port]           400 */
+    FP_E_LAST = -31
 };
 
 /* ---- slots ------------------------------------------------------------ */
@@ -72,7 +73,8 @@ typedef struct {
 } fp_header;
 
 typedef struct {
-    uint32_t max_line;     /* request line / status line bytes     (414) */
+    uint32_t max_line;     /* request line (414) / status line (431)
+                              bytes, excluding the line terminator      */
     uint32_t max_head;     /* whole head including the blank line  (431) */
     uint32_t max_headers;  /* field lines; also <= slots given      (431) */
 } fp_limits;
@@ -97,7 +99,7 @@ typedef struct {
 /* Parse a request head from buf[0..len).  `scanned` may be NULL; otherwise it
  * is an opaque resume hint: 0 for a new message, then left as the previous
  * FP_INCOMPLETE call set it while the same buffer grows.  Leading empty lines
- * are skipped (RFC 9112 2.2).  A bare LF ends a line like CRLF does; the
+ * (at most 16 bytes of them) are skipped (RFC 9112 2.2).  A bare LF ends a line like CRLF does; the
  * proxy re-serialises every head, so the next hop only ever sees CRLF. */
 int64_t fp_parse_request(const char *buf, size_t len, fp_head *h,
                          const fp_limits *lim, size_t *scanned);

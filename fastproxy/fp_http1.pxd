@@ -35,6 +35,7 @@ cdef extern from "fp_http1.h" nogil:
         FP_E_CHUNK_EXT
         FP_E_CHUNK_CRLF
         FP_E_TRAILER
+        FP_E_HOST_INVALID
         FP_E_LAST
 
     ctypedef struct fp_span:
