@@ -50,7 +50,7 @@ cdef class Runtime:
         self.header_timeout = s.client_header_timeout
         self.body_timeout = s.client_body_timeout
         self.keepalive_timeout = s.keepalive_timeout
-        self.ws_timeout = getattr(s, "websocket_idle_timeout", 3600.0)
+        self.ws_timeout = s.websocket_idle_timeout
         self.max_body = s.max_body_size
         self.keepalive_requests = s.keepalive_requests
         flags = FP_RW_X_FORWARDED

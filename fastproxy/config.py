@@ -112,6 +112,7 @@ class ServerConfig:
     client_header_timeout: float = 10.0
     client_body_timeout: float = 30.0
     keepalive_timeout: float = 75.0
+    websocket_idle_timeout: float = 300.0
     keepalive_requests: int = 1000
     max_body_size: int = 1 << 30
     max_request_line: int = 8 << 10
@@ -381,6 +382,7 @@ _SERVER_CONVS: dict[str, Conv] = {
     "client_header_timeout": _simple(parse_positive_duration),
     "client_body_timeout": _simple(parse_positive_duration),
     "keepalive_timeout": _simple(parse_duration),
+    "websocket_idle_timeout": _simple(parse_positive_duration),
     "keepalive_requests": _int(1),
     "max_body_size": _simple(parse_size),
     "max_request_line": _simple(parse_positive_size),

@@ -57,6 +57,7 @@ class ServerConfig:
     client_header_timeout: float = 10.0
     client_body_timeout: float = 30.0
     keepalive_timeout: float = 75.0
+    websocket_idle_timeout: float = 300.0
     keepalive_requests: int = 1000
     max_body_size: int = ...
     max_request_line: int = ...

@@ -219,6 +219,7 @@ EXPECTED_SERVER_DEFAULTS = {
     "client_header_timeout": 10.0,
     "client_body_timeout": 30.0,
     "keepalive_timeout": 75.0,
+    "websocket_idle_timeout": 300.0,
     "keepalive_requests": 1000,
     "max_body_size": 1024**3,
     "max_request_line": 8 * 1024,
