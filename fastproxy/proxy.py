@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from typing import Any
 
 from fastproxy._protocols import make_client_factory
@@ -34,23 +35,33 @@ class Proxy:
         self._stopped: asyncio.Event | None = None
 
     # -- lifecycle on a running loop ------------------------------------------
-    async def start(self) -> None:
+    async def start(self, sockets: dict[Address, socket.socket] | None = None) -> None:
+        """Start serving.  `sockets` hands over already-bound listening sockets
+        (the multi-process master owns them so that a reload never closes a
+        socket with connections queued in it); otherwise each listen address
+        is bound here with SO_REUSEPORT."""
         loop = asyncio.get_running_loop()
         self._runtime = Runtime(self.config, loop, log)
         self._stopped = asyncio.Event()
         self._set_access_log(self.config)
         self._runtime.start()
-        await self._listen(self.config.server.listen)
+        await self._listen(self.config.server.listen, sockets or {})
 
-    async def _listen(self, addresses: tuple[Address, ...]) -> None:
+    async def _listen(
+        self, addresses: tuple[Address, ...], sockets: dict[Address, socket.socket]
+    ) -> None:
         loop = asyncio.get_running_loop()
         factory = make_client_factory(self._runtime)
         for addr in addresses:
             if addr in self._servers:
                 continue
-            self._servers[addr] = await loop.create_server(
-                factory, addr.host, addr.port, reuse_port=True, backlog=1024
-            )
+            sock = sockets.get(addr)
+            if sock is not None:
+                self._servers[addr] = await loop.create_server(factory, sock=sock)
+            else:
+                self._servers[addr] = await loop.create_server(
+                    factory, addr.host, addr.port, reuse_port=True, backlog=1024
+                )
             log.info("listening on %s", ", ".join(f"{h}:{p}" for h, p in self._bound(addr)))
 
     def _bound(self, addr: Address) -> list[tuple[str, int]]:
@@ -72,7 +83,9 @@ class Proxy:
         """Where the proxy listens, with the real port when 0 was asked for."""
         return [a for addr in self._servers for a in self._bound(addr)]
 
-    async def reload(self, config: Config) -> None:
+    async def reload(
+        self, config: Config, sockets: dict[Address, socket.socket] | None = None
+    ) -> None:
         """Swap to a new config without dropping connections: requests in
         flight finish with the routes they started with; listeners that stay
         are kept, new ones opened, removed ones closed."""
@@ -81,7 +94,7 @@ class Proxy:
         wanted = set(config.server.listen)
         for addr in [a for a in self._servers if a not in wanted]:
             self._servers.pop(addr).close()
-        await self._listen(config.server.listen)
+        await self._listen(config.server.listen, sockets or {})
         self.config = config
         log.info("configuration reloaded")
 
@@ -148,12 +161,12 @@ class Proxy:
         log.info("stopping (%s)", "immediate" if immediate else "graceful")
         await self.stop(timeout=0 if immediate else None)
 
-    def run(self) -> None:
+    def run(self, sockets: dict[Address, socket.socket] | None = None) -> None:
         """Blocking: start on a new uvloop loop and serve until a stop signal."""
         import uvloop
 
         async def main() -> None:
-            await self.start()
+            await self.start(sockets)
             await self.serve_forever()
 
         setup_error_log(self.config.log.error, self.config.log.level)
