@@ -147,7 +147,7 @@ static int parse_status_line(const char *base, const char *p, const char *eol,
  * present before `end`).  Returns 0 or FP_E_*; *endp gets the head end. */
 /* RFC 9112 3.2 / RFC 3986 3.2.2: uri-host [ ":" port ], IP-literals in
  * brackets; empty is allowed (a target without authority). */
-static int valid_host(const char *v, size_t n)
+int fp_valid_host(const char *v, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)v[i];
@@ -207,7 +207,7 @@ static int parse_fields(const char *base, const char *p, const char *end,
         f->value.len = (uint32_t)(ve - v);
         if (f->id == FP_H_HOST && is_request) {
             if (h->host_index >= 0) return FP_E_HOST_MULTIPLE;
-            if (!valid_host(v, (size_t)(ve - v))) return FP_E_HOST_INVALID;
+            if (!fp_valid_host(v, (size_t)(ve - v))) return FP_E_HOST_INVALID;
             h->host_index = (int32_t)h->num_headers;
         }
         h->num_headers++;

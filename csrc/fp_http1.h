@@ -167,6 +167,9 @@ int fp_chunked_feed(fp_chunked *d, const char *buf, size_t len, size_t *consumed
 int fp_simd_available(void);
 int fp_set_simd(int on);
 
+/* Is v[0..n) a valid Host value: uri-host [ ":" port ] (RFC 9112 3.2)? */
+int fp_valid_host(const char *v, size_t n);
+
 /* Human-readable name of an FP_E_* code ("FP_E_TARGET") and the HTTP status
  * a server answers it with (responses map to 502 by the caller). */
 const char *fp_error_name(int code);

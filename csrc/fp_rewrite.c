@@ -206,7 +206,10 @@ int fp_rewrite_request(fp_wbuf *o, const char *buf, const fp_head *h, const fp_r
         const fp_header *f = &h->headers[i];
         if (f->id == FP_H_HOST || f->id == FP_H_CONTENT_LENGTH) continue;
         if ((rw->flags & FP_RW_X_FORWARDED) && forwarding_id(f->id)) continue;
-        if ((rw->flags & FP_RW_FORWARDED) && f->id == FP_H_FORWARDED) continue;
+        /* Forwarded is identity, like X-Forwarded-*: only a trusted peer's
+         * survives (and is appended to when we add our own). */
+        if (f->id == FP_H_FORWARDED &&
+            ((rw->flags & FP_RW_FORWARDED) || !(rw->flags & FP_RW_TRUSTED))) continue;
         if ((rw->flags & FP_RW_VIA) && f->id == FP_H_VIA) continue;
         if (dropped(buf, h, f, upgrade, conn_tokens, r)) continue;
         if (put_field(o, buf + f->name.off, f->name.len, buf + f->value.off, f->value.len))

@@ -56,6 +56,8 @@ cdef enum:                     # what a deadline means
 
 cdef bytes EMPTY = b""
 cdef bytes TEXT = b"text/plain; charset=utf-8"
+# RFC 9110 15.5.6: a 405 lists what is allowed
+cdef bytes ALLOW = b"Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, TRACE\r\n"
 cdef int PID = os.getpid()
 
 
@@ -220,10 +222,23 @@ cdef class ClientProtocol(Conn):
             return False
         self.hint = 0
         if rc < 0:
+            self.reset_request()
             self.fail(fp_error_status(<int>rc), fp_error_name(<int>rc).decode())
             return False
         self.start_request(<size_t>rc)
         return True
+
+    cdef void reset_request(self):
+        """Forget the previous request: errors must describe the current one."""
+        self.status = 0
+        self.bytes_out = 0
+        self.retried = False
+        self.response_started = False
+        self.method_id = FP_M_OTHER
+        self.route = None
+        self.server = None
+        self.upgrade = False
+        self.pending = None
 
     cdef start_request(self, size_t head_len):
         cdef const char *p = self.buf + self.start
@@ -237,13 +252,11 @@ cdef class ClientProtocol(Conn):
         cdef fp_req_rw rw
         cdef Route route
         cdef Upstream ups
+        cdef bytes origin_form
         self.t_start = monotonic()
         self.requests += 1
         self.rt.requests_total += 1
-        self.status = 0
-        self.bytes_out = 0
-        self.retried = False
-        self.response_started = False
+        self.reset_request()
         self.minor = self.head.minor
         self.method_id = self.head.method_id
         self.deadline = 0
@@ -260,7 +273,7 @@ cdef class ClientProtocol(Conn):
         self.body_left = self.fr.length
         self.body_seen = 0
         if self.method_id == FP_M_CONNECT:
-            self.fail(405, "CONNECT refused: not a forward proxy")
+            self.fail(405, "CONNECT refused: not a forward proxy", ALLOW)
             return
         if self.fr.kind == FP_BODY_LENGTH and self.rt.max_body \
                 and self.fr.length > self.rt.max_body:
@@ -289,16 +302,16 @@ cdef class ClientProtocol(Conn):
                 hl = 0
                 while i + hl < tl and t[i + hl] != b'/' and t[i + hl] != b'?':
                     hl += 1
-                if memchr(host, b'@', hl) != NULL or hl == 0:
+                if hl == 0 or not fp_valid_host(host, hl):
                     self.fail(400, "bad authority in absolute-form target")
                     return
                 t = host + hl
                 tl = tl - i - hl
-                if tl == 0:
-                    t, tl = b"/", 1
-                elif t[0] == b'?':
-                    self.fail(400, "absolute-form target without a path")
-                    return
+                if tl == 0 or t[0] == b'?':
+                    # RFC 9112 3.2.1: an empty path is sent as "/"
+                    origin_form = b"/" + PyBytes_FromStringAndSize(t, tl)
+                    t = origin_form
+                    tl += 1
             plen = tl
             q = <const char *>memchr(t, b'?', tl)
             if q != NULL:
@@ -317,8 +330,10 @@ cdef class ClientProtocol(Conn):
             return
         if route.redirect_status:
             loc = route.redirect_to
-            if route.keep_query and q != NULL:
-                loc += PyBytes_FromStringAndSize(q, tl - (q - t))
+            if route.keep_query and q != NULL and tl - (q - t) > 1:
+                # the target's own "?..." joins an existing query with "&"
+                loc += (b"&" if b"?" in loc else b"?") + PyBytes_FromStringAndSize(
+                    q + 1, tl - (q - t) - 1)
             self.local(route.redirect_status, EMPTY, b"Location: " + loc + b"\r\n", head_len)
             return
         ups = route.upstream
@@ -333,8 +348,10 @@ cdef class ClientProtocol(Conn):
         if self.upgrade:
             rw.flags |= FP_RW_UPGRADE
         rw.target = SP(t, tl)
-        if ups.host_mode == HOST_PASS:
+        if ups.host_mode == HOST_PASS and hl:
             rw.host = SP(host, hl)
+        elif ups.host_mode == HOST_PASS:
+            rw.host = S(self.server.host_header)   # HTTP/1.0 without Host
         elif ups.host_mode == HOST_UPSTREAM:
             rw.host = S(self.server.host_header)
         else:
@@ -450,6 +467,8 @@ cdef class ClientProtocol(Conn):
             return
         if self.wb.len:
             self.up.transport.write(PyBytes_FromStringAndSize(self.wb.data, self.wb.len))
+        if self.reading_paused and not self.up.write_paused:
+            self.resume_reading()       # paused while connecting; the body can flow now
         if rc == 1:
             self.state = C_WAIT
             self.set_deadline(T_NONE, 0)
@@ -480,9 +499,10 @@ cdef class ClientProtocol(Conn):
             self.close()
         else:
             self.state = C_HEAD
+            self.reset_request()
             self.set_deadline(T_IDLE, self.rt.keepalive_timeout)
 
-    cdef fail(self, int status, str why):
+    cdef fail(self, int status, str why, bytes extra=EMPTY):
         """Refuse the request with `status` and close: the framing of whatever
         follows can't be trusted."""
         self.rt.error(self.peer, self.route.label if self.route is not None else None,
@@ -497,8 +517,8 @@ cdef class ClientProtocol(Conn):
         body = f"{status} {fp_reason_phrase(status).decode()}\n".encode()
         self.status = status
         self.wb.len = 0
-        if fp_simple_response(&self.wb, status, S(self.rt.server_header), S(TEXT), S(body),
-                              1, self.method_id == FP_M_HEAD) != 0:
+        if fp_simple_response(&self.wb, status, S(self.rt.server_header + extra), S(TEXT),
+                              S(body), 1, self.method_id == FP_M_HEAD) != 0:
             raise MemoryError()
         self.write(PyBytes_FromStringAndSize(self.wb.data, self.wb.len))
         self.log_access()
@@ -559,7 +579,7 @@ cdef class ClientProtocol(Conn):
             self.close()
             return
         self.state = C_HEAD
-        self.pending = None
+        self.reset_request()
         self.set_deadline(T_IDLE, self.rt.keepalive_timeout)
         self.resume_reading()
         self.process()
@@ -607,7 +627,7 @@ cdef class UpstreamProtocol(Conn):
     cdef fp_chunked chunk
     cdef uint64_t left
     cdef int out_kind
-    cdef bint reused, got_bytes, close_client, ka
+    cdef bint reused, got_bytes, close_client, ka, write_paused
     cdef int requests
     cdef fp_wbuf out
 
@@ -670,12 +690,14 @@ cdef class UpstreamProtocol(Conn):
         self.process()
 
     def pause_writing(self):
+        self.write_paused = True
         if self.client is not None:
             self.client.pause_reading()
             self.tkind = T_SEND
             self.deadline = monotonic() + self.upstream.send_timeout
 
     def resume_writing(self):
+        self.write_paused = False
         if self.client is not None:
             self.client.resume_reading()
             self.tkind = T_READ

@@ -105,6 +105,7 @@ cdef extern from "fp_http1.h" nogil:
     int fp_request_framing(const char *buf, const fp_head *h, fp_framing *out)
     int fp_response_framing(const char *buf, const fp_head *h, int req_method_id,
                             fp_framing *out)
+    int fp_valid_host(const char *v, size_t n)
     int fp_list_has_token(const char *buf, fp_span v, const char *token, size_t tlen)
 
     ctypedef struct fp_chunked:
