@@ -41,7 +41,7 @@ if flag("FASTPROXY_DEBUG"):
     compile_args += ["-O0", "-g"]
     macros.append(("FP_DEBUG", "1"))
     directives.update(boundscheck=True, wraparound=True)
-else:
+elif not flag("FASTPROXY_SANITIZE"):  # the sanitizer build keeps its -O1
     compile_args += ["-O2"]
 if flag("FASTPROXY_NO_SIMD"):
     macros.append(("FP_NO_SIMD", "1"))
@@ -63,7 +63,7 @@ DATA_PLANE_C = [*PARSER_C, "csrc/fp_rewrite.c", "csrc/fp_path.c"]
 extensions = [
     ext("fastproxy._http1", "fastproxy/_http1.pyx", PARSER_C),
     ext("fastproxy._conn", "fastproxy/_conn.pyx", []),
-    ext("fastproxy._tables", "fastproxy/_tables.pyx", []),
+    ext("fastproxy._tables", "fastproxy/_tables.pyx", ["csrc/fp_path.c"]),
     ext("fastproxy._runtime", "fastproxy/_runtime.pyx", []),
     ext("fastproxy._protocols", "fastproxy/_protocols.pyx", DATA_PLANE_C),
     ext("fastproxy._rewrite", "fastproxy/_rewrite.pyx", DATA_PLANE_C),

@@ -41,6 +41,7 @@ int fp_chunked_feed(fp_chunked *d, const char *buf, size_t len, size_t *consumed
 {
     size_t i = 0;
     *data_off = *data_len = 0;
+    *consumed = 0;                      /* also on errors: nothing is usable */
     while (i < len) {
         unsigned char c = (unsigned char)buf[i];
         switch (d->state) {

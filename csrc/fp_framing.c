@@ -61,8 +61,9 @@ static int add_content_length(summary *s, const char *v, size_t vlen)
         uint64_t x = 0;
         for (size_t i = 0; i < n; i++) {
             if (e[i] < '0' || e[i] > '9') return FP_E_CL_INVALID;
-            if (x > (UINT64_C(0x7fffffffffffffff) - 9) / 10) return FP_E_CL_INVALID;
-            x = x * 10 + (uint64_t)(e[i] - '0');
+            uint64_t d = (uint64_t)(e[i] - '0');
+            if (x > (UINT64_C(0x7fffffffffffffff) - d) / 10) return FP_E_CL_INVALID;
+            x = x * 10 + d;
         }
         if (s->has_cl && x != s->cl) return FP_E_CL_CONFLICT;
         s->has_cl = 1;
@@ -100,15 +101,22 @@ static void add_connection(summary *s, const char *v, size_t vlen)
     }
 }
 
+/* Read every field even after a bad Content-Length: a bodiless response
+ * ignores its Content-Length but must still honour Connection: close.
+ * Returns the first Content-Length error, 0 otherwise. */
 static int summarize(const char *buf, const fp_head *h, summary *s)
 {
+    int first_err = 0;
     *s = (summary){0};
     for (uint32_t i = 0; i < h->num_headers; i++) {
         const fp_header *f = &h->headers[i];
         const char *v = buf + f->value.off;
         int rc = 0;
         switch (f->id) {
-        case FP_H_CONTENT_LENGTH: rc = add_content_length(s, v, f->value.len); break;
+        case FP_H_CONTENT_LENGTH:
+            rc = add_content_length(s, v, f->value.len);
+            s->has_cl = 1;
+            break;
         case FP_H_TRANSFER_ENCODING: add_transfer_encoding(s, v, f->value.len); break;
         case FP_H_CONNECTION: add_connection(s, v, f->value.len); break;
         case FP_H_UPGRADE: s->has_upgrade = 1; break;
@@ -116,9 +124,9 @@ static int summarize(const char *buf, const fp_head *h, summary *s)
             if (eq_token(v, f->value.len, T("100-continue"))) s->expect = 1;
             break;
         }
-        if (rc) return rc;
+        if (rc && !first_err) first_err = rc;
     }
-    return 0;
+    return first_err;
 }
 
 static uint32_t flags_of(const summary *s, int minor)
@@ -173,9 +181,7 @@ int fp_response_framing(const char *buf, const fp_head *h, int req_method_id,
     int st = h->status;
     /* Rule 1: these never have a body, whatever the fields say. */
     if (req_method_id == FP_M_HEAD || (st >= 100 && st < 200) || st == 204 || st == 304) {
-        if (rc == FP_E_CL_INVALID || rc == FP_E_CL_CONFLICT) s = (summary){0};
-        else if (rc) return rc;
-        out->flags = flags_of(&s, h->minor);
+        out->flags = flags_of(&s, h->minor);    /* its Content-Length is moot */
         out->kind = FP_BODY_NONE;
         return 0;
     }

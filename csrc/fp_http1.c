@@ -72,8 +72,9 @@ static int parse_version(const char *p, int32_t *minor)
     if (memcmp(p, "HTTP/", 5) != 0) return FP_E_VERSION;
     if (p[5] < '0' || p[5] > '9' || p[6] != '.' || p[7] < '0' || p[7] > '9')
         return FP_E_VERSION;
-    if (p[5] != '1' || (p[7] != '0' && p[7] != '1')) return FP_E_VERSION_UNSUPPORTED;
-    *minor = p[7] - '0';
+    if (p[5] != '1') return FP_E_VERSION_UNSUPPORTED;
+    /* RFC 9110 2.5: a higher minor version is handled as the highest we do. */
+    *minor = p[7] == '0' ? 0 : 1;
     return 0;
 }
 

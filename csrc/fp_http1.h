@@ -27,7 +27,7 @@ enum {
     FP_E_METHOD = -2,          /* empty method or a non-token byte in it   400 */
     FP_E_TARGET = -3,          /* empty target or a forbidden byte         400 */
     FP_E_VERSION = -4,         /* not "HTTP/" DIGIT "." DIGIT              400 */
-    FP_E_VERSION_UNSUPPORTED = -5, /* HTTP/x.y other than 1.0 and 1.1      505 */
+    FP_E_VERSION_UNSUPPORTED = -5, /* HTTP/x.y with x != 1 (1.2+ is 1.1) 505 */
     FP_E_START_LINE = -6,      /* missing SP, junk after version           400 */
     FP_E_STATUS = -7,          /* status code not 3 digits (response)      502 */
     FP_E_REASON = -8,          /* control byte in reason phrase (response) 502 */
@@ -157,7 +157,7 @@ enum { FP_CHUNK_NEED_MORE = 0, FP_CHUNK_DATA = 1, FP_CHUNK_DONE = 2 };
  *   FP_CHUNK_NEED_MORE  everything was consumed, no data in it,
  *   FP_CHUNK_DONE       last chunk and trailers consumed; bytes after
  *                       *consumed belong to the next message,
- *   FP_E_*              malformed; the connection must be closed. */
+ *   FP_E_*              malformed (*consumed is 0); close the connection. */
 int fp_chunked_feed(fp_chunked *d, const char *buf, size_t len, size_t *consumed,
                     size_t *data_off, size_t *data_len);
 

@@ -83,7 +83,9 @@ static int dropped(const char *buf, const fp_head *h, const fp_header *f, int up
 {
     if (hop_by_hop(f->id, upgrade)) return 1;
     const char *n = buf + f->name.off;
-    if (conn_tokens && named_by_connection(buf, h, n, f->name.len)) return 1;
+    /* On an upgrade, Connection names Upgrade: that one must survive. */
+    int keep_upgrade = upgrade && f->id == FP_H_UPGRADE;
+    if (conn_tokens && !keep_upgrade && named_by_connection(buf, h, n, f->name.len)) return 1;
     if (r && (in_rules(r->remove, r->n_remove, n, f->name.len) ||
               in_rules(r->set, r->n_set, n, f->name.len))) return 1;
     return 0;
@@ -102,7 +104,7 @@ static int put_joined(fp_wbuf *o, const char *buf, const fp_head *h, int id, con
 {
     int any = 0;
     if (fp_wbuf_put(o, name, nl) || fp_wbuf_lit(o, ": ")) return -1;
-    if (keep_old) {
+    if (keep_old && !named_by_connection(buf, h, name, nl)) {
         for (uint32_t i = 0; i < h->num_headers; i++) {
             const fp_header *f = &h->headers[i];
             if (f->id != id || f->value.len == 0) continue;
@@ -120,6 +122,8 @@ static int put_joined(fp_wbuf *o, const char *buf, const fp_head *h, int id, con
 
 static int first_value(const char *buf, const fp_head *h, int id, fp_str *v)
 {
+    const char *name = fp_header_name(id);
+    if (named_by_connection(buf, h, name, strlen(name))) return 0;
     for (uint32_t i = 0; i < h->num_headers; i++)
         if (h->headers[i].id == id) {
             v->p = buf + h->headers[i].value.off;
@@ -140,21 +144,34 @@ static int put_framing(fp_wbuf *o, int kind, uint64_t length)
     return 0;
 }
 
+/* A configured set/remove rule for a name overrides what we generate. */
+static int ruled(const fp_rules *r, const char *name, size_t n)
+{
+    return r && (in_rules(r->remove, r->n_remove, name, n) || in_rules(r->set, r->n_set, name, n));
+}
+
+#define NAME(s) s, sizeof(s) - 1
+
 /* Forwarding fields (X-Forwarded-*, X-Real-IP, Forwarded, Via). */
 static int put_forwarding(fp_wbuf *o, const char *buf, const fp_head *h, const fp_req_rw *rw)
 {
     int trusted = (rw->flags & FP_RW_TRUSTED) != 0;
+    const fp_rules *r = rw->rules;
     fp_str v;
     if (rw->flags & FP_RW_X_FORWARDED) {
         int keep = trusted && !(rw->flags & FP_RW_XFF_REPLACE);
-        if (put_joined(o, buf, h, FP_H_X_FORWARDED_FOR, "X-Forwarded-For", 15, keep,
+        if (!ruled(r, NAME("X-Forwarded-For")) &&
+            put_joined(o, buf, h, FP_H_X_FORWARDED_FOR, NAME("X-Forwarded-For"), keep,
                        rw->client_ip)) return -1;
         if (!(trusted && first_value(buf, h, FP_H_X_REAL_IP, &v))) v = rw->client_ip;
-        if (put_field(o, "X-Real-IP", 9, v.p, v.n)) return -1;
+        if (!ruled(r, NAME("X-Real-IP")) && put_field(o, NAME("X-Real-IP"), v.p, v.n))
+            return -1;
         if (!(trusted && first_value(buf, h, FP_H_X_FORWARDED_PROTO, &v))) v = rw->proto;
-        if (put_field(o, "X-Forwarded-Proto", 17, v.p, v.n)) return -1;
+        if (!ruled(r, NAME("X-Forwarded-Proto")) &&
+            put_field(o, NAME("X-Forwarded-Proto"), v.p, v.n)) return -1;
         if (!(trusted && first_value(buf, h, FP_H_X_FORWARDED_HOST, &v))) v = rw->orig_host;
-        if (v.n && put_field(o, "X-Forwarded-Host", 16, v.p, v.n)) return -1;
+        if (v.n && !ruled(r, NAME("X-Forwarded-Host")) &&
+            put_field(o, NAME("X-Forwarded-Host"), v.p, v.n)) return -1;
     }
     if (rw->flags & FP_RW_FORWARDED) {
         /* RFC 7239: for=, host=, proto=; IPv6 nodes are quoted and bracketed. */
@@ -178,11 +195,12 @@ static int put_forwarding(fp_wbuf *o, const char *buf, const fp_head *h, const f
             memcpy(tmp + n, ";proto=", 7); n += 7;
             memcpy(tmp + n, rw->proto.p, rw->proto.n); n += rw->proto.n;
         }
-        if (put_joined(o, buf, h, FP_H_FORWARDED, "Forwarded", 9, trusted,
+        if (!ruled(r, NAME("Forwarded")) &&
+            put_joined(o, buf, h, FP_H_FORWARDED, NAME("Forwarded"), trusted,
                        (fp_str){tmp, (uint32_t)n})) return -1;
     }
-    if (rw->flags & FP_RW_VIA)
-        if (put_joined(o, buf, h, FP_H_VIA, "Via", 3, 1, rw->via)) return -1;
+    if ((rw->flags & FP_RW_VIA) && !ruled(r, NAME("Via")))
+        if (put_joined(o, buf, h, FP_H_VIA, NAME("Via"), 1, rw->via)) return -1;
     return 0;
 }
 
@@ -201,7 +219,8 @@ int fp_rewrite_request(fp_wbuf *o, const char *buf, const fp_head *h, const fp_r
     if (fp_wbuf_put(o, buf + h->method.off, h->method.len) || fp_wbuf_lit(o, " ") ||
         fp_wbuf_put(o, rw->target.p, rw->target.n) || fp_wbuf_lit(o, " HTTP/1.1\r\n"))
         return -1;
-    if (rw->host.n && put_field(o, "Host", 4, rw->host.p, rw->host.n)) return -1;
+    /* RFC 9112 3.2: always a Host, empty when the target has no authority. */
+    if (put_field(o, "Host", 4, rw->host.p, rw->host.n)) return -1;
     for (uint32_t i = 0; i < h->num_headers; i++) {
         const fp_header *f = &h->headers[i];
         if (f->id == FP_H_HOST || f->id == FP_H_CONTENT_LENGTH) continue;
@@ -245,6 +264,7 @@ int fp_rewrite_response(fp_wbuf *o, const char *buf, const fp_head *h, const fp_
         fp_req_rw via = {0};
         via.flags = FP_RW_VIA;
         via.via = rw->via;
+        via.rules = r;
         if (put_forwarding(o, buf, h, &via)) return -1;
     }
     if (put_rules(o, r) || put_framing(o, rw->body_kind, rw->length)) return -1;
@@ -301,7 +321,9 @@ int fp_simple_response(fp_wbuf *o, int status, fp_str extra, fp_str ctype, fp_st
         fp_wbuf_lit(o, "\r\n")) return -1;
     if (ctype.n && put_field(o, "Content-Type", 12, ctype.p, ctype.n)) return -1;
     if (extra.n && fp_wbuf_put(o, extra.p, extra.n)) return -1;
-    if (put_framing(o, FP_BODY_LENGTH, body.n)) return -1;
+    if (status < 200 || status == 204 || status == 304) {
+        body.n = 0;                 /* RFC 9110 6.4.1: these have no content */
+    } else if (put_framing(o, FP_BODY_LENGTH, body.n)) return -1;
     if (close && fp_wbuf_lit(o, "Connection: close\r\n")) return -1;
     if (fp_wbuf_lit(o, "\r\n")) return -1;
     if (!head_only && body.n && fp_wbuf_put(o, body.p, body.n)) return -1;

@@ -10,7 +10,9 @@ from typing import Literal
 class ParseError(ValueError):
     code: int  # the FP_E_* value (negative)
     name: str  # "FP_E_TARGET"
-    status: int  # the HTTP status a server answers it with (400, 414, 431, 501, 505; 502 for responses)
+    status: (
+        int  # the HTTP status a server answers it with (400, 414, 431, 501, 505; 502 for responses)
+    )
 
 BodyKind = Literal["none", "length", "chunked", "until_close"]
 
@@ -57,7 +59,9 @@ def parse_response(
 class RequestParser:
     """Incremental use of fp_parse_request with its resume hint."""
 
-    def __init__(self, *, max_line: int = 8192, max_head: int = 65536, max_headers: int = 100) -> None: ...
+    def __init__(
+        self, *, max_line: int = 8192, max_head: int = 65536, max_headers: int = 100
+    ) -> None: ...
     def feed(self, chunk: bytes) -> Head | None:
         """Append chunk; return the Head once complete (then the parser is spent)."""
 

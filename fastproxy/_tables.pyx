@@ -3,7 +3,10 @@
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdlib cimport free, malloc
+from libc.stdint cimport int64_t
 from libc.string cimport memcmp
+
+from fastproxy.fp_path cimport fp_normalize_path
 
 DEF MAX_HOST = 255
 
@@ -101,10 +104,11 @@ cdef class Upstream:
 cdef class Route:
     def __init__(self, int index, cfg, Upstream upstream):
         self.label = cfg.upstream or f"route{index}"
-        host = (cfg.host or "").lower()
+        host = (cfg.host or "").lower().rstrip(".")
         self.wildcard = host.startswith("*.")
-        self.host = (host[1:] if self.wildcard else host).encode("idna")
-        self.prefix = cfg.path_prefix.encode()
+        # IDNA refuses an empty first label, so encode the suffix without its dot
+        self.host = (b"." + host[2:].encode("idna")) if self.wildcard else host.encode("idna")
+        self.prefix = normalized_prefix(cfg.path_prefix.encode())
         self.upstream = upstream
         self.return_status = cfg.return_status or 0
         self.body = (cfg.body or "").encode()
@@ -119,6 +123,21 @@ cdef class Route:
         self.websocket = cfg.websocket
         self.req_rules = HeaderRules(cfg.request_headers)
         self.resp_rules = HeaderRules(cfg.response_headers)
+
+
+cdef bytes normalized_prefix(bytes prefix):
+    """Prefixes are compared with normalised paths, so normalise them too."""
+    cdef char *out = <char *>malloc(len(prefix) + 1)
+    cdef int64_t n
+    if out == NULL:
+        raise MemoryError()
+    try:
+        n = fp_normalize_path(prefix, len(prefix), out)
+        if n < 0:
+            raise ValueError(f"path_prefix {prefix!r} cannot be normalised")
+        return PyBytes_FromStringAndSize(out, n)
+    finally:
+        free(out)
 
 
 cdef Route longest_prefix(list routes, const char *path, size_t plen):
@@ -171,6 +190,8 @@ cdef class Router:
                     break
                 low[n] = host[i] | 0x20 if b'A' <= host[i] <= b'Z' else host[i]
                 n += 1
+            if n > 1 and low[n - 1] == b'.':
+                n -= 1                      # "example.com." is "example.com"
             key = PyBytes_FromStringAndSize(low, n)
             routes = self.exact.get(key)
             if routes is not None:

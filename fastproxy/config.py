@@ -559,7 +559,7 @@ _ROUTE_CONVS: dict[str, Conv] = {
     "host": _simple(parse_host_pattern),
     "path_prefix": _simple(parse_path_prefix),
     "upstream": _simple(lambda v: expect_str(v, nonempty=True)),
-    "return": _int(100, 599),
+    "return": _int(200, 599),  # a 1xx is never a final answer
     "body": _simple(expect_str),
     "redirect": _redirect,
     "websocket": _simple(expect_bool),
@@ -585,6 +585,8 @@ def _route(chk: _Checker, path: KeyPath, value: Any, upstream_names: list[str]) 
         )
     if "body" in tbl and "return" not in tbl:
         chk.err((*path, "body"), "'body' is only valid together with 'return'")
+    elif "body" in tbl and tbl.get("return") in (204, 304) and tbl["body"]:
+        chk.err((*path, "body"), f"a {tbl['return']} response has no content (RFC 9110 6.4.1)")
     kw: dict[str, Any] = {}
     for key, item in tbl.items():
         result = _ROUTE_CONVS[key](chk, (*path, key), item)

@@ -798,7 +798,7 @@ def test_route_needs_exactly_one_target() -> None:
     "body, path, fragment",
     [
         ("return = 600", "routes[0].return", "must be <= 599"),
-        ("return = 99", "routes[0].return", "must be >= 100"),
+        ("return = 101", "routes[0].return", "must be >= 200"),
         ("return = true", "routes[0].return", "got boolean"),
         ('return = "403"', "routes[0].return", "got string"),
         ('upstream = "app"\nbody = "x"', "routes[0].body", "only valid together with 'return'"),
@@ -1241,3 +1241,9 @@ def test_locator_handles_crlf_and_tabs() -> None:
     )
     issue = one_error(text)
     assert (issue.path, issue.line) == ("upstreams.app.servers[1].wieght", 4)
+
+
+def test_route_204_with_body_is_refused() -> None:
+    issue = route_error('return = 204\nbody = "x"')
+    assert issue.path == "routes[0].body"
+    assert "no content" in issue.message

@@ -338,7 +338,6 @@ INVALID = [
     ("version-two-digit-major", req(b"GET / HTTP/11.1"), "FP_E_VERSION", {}),
     ("version-missing", req(b"GET / "), "FP_E_VERSION", {}),
     ("version-2.0", req(b"GET / HTTP/2.0"), "FP_E_VERSION_UNSUPPORTED", {}),
-    ("version-1.2", req(b"GET / HTTP/1.2"), "FP_E_VERSION_UNSUPPORTED", {}),
     ("version-0.9", req(b"GET / HTTP/0.9"), "FP_E_VERSION_UNSUPPORTED", {}),
     ("version-3.0", req(b"GET / HTTP/3.0"), "FP_E_VERSION_UNSUPPORTED", {}),
     # start line shape
@@ -617,3 +616,11 @@ def test_field_errors_wait_for_the_head_end() -> None:
 def test_valid_host_values(host: bytes) -> None:
     head = _http1.parse_request(b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
     assert head is not None and head.headers[0][1] == host
+
+
+def test_http_1_2_is_handled_as_1_1() -> None:
+    """RFC 9110 2.5: a higher minor version is processed as the highest supported."""
+    head = _http1.parse_request(b"GET / HTTP/1.2\r\nHost: h\r\n\r\n")
+    assert head is not None and head.version == (1, 1) and head.keep_alive
+    resp = _http1.parse_response(b"HTTP/1.2 200 OK\r\nContent-Length: 0\r\n\r\n")
+    assert resp is not None and resp.version == (1, 1)

@@ -174,7 +174,6 @@ INVALID = [
     ("version-short", resp(b"HTTP/1 200 OK"), "FP_E_VERSION", {}),
     ("version-empty-line", b"\r\n" + resp(), "FP_E_VERSION", {}),
     ("version-2.0", resp(b"HTTP/2.0 200 OK"), "FP_E_VERSION_UNSUPPORTED", {}),
-    ("version-1.2", resp(b"HTTP/1.2 200 OK"), "FP_E_VERSION_UNSUPPORTED", {}),
     ("start-no-sp-after-version", resp(b"HTTP/1.1\t200 OK"), "FP_E_START_LINE", {}),
     ("value-nul", resp(b"HTTP/1.1 200 OK", b"X: a\x00"), "FP_E_VALUE_CHAR", {}),
     ("value-bare-cr", resp(b"HTTP/1.1 200 OK", b"X: a\rb"), "FP_E_BARE_CR", {}),
