@@ -61,6 +61,14 @@ cdef bytes ALLOW = b"Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, TRACE\
 cdef int PID = os.getpid()
 
 
+def _refresh_pid():
+    global PID
+    PID = os.getpid()
+
+
+os.register_at_fork(after_in_child=_refresh_pid)   # workers are forked after import
+
+
 cdef inline fp_str S(bytes b):
     cdef fp_str s
     s.p = b
@@ -179,7 +187,10 @@ cdef class ClientProtocol(Conn):
 
     def close_if_idle(self):
         """Graceful stop: close a connection that has no request in progress."""
-        if self.state == C_HEAD and self.start == self.end and not self.closed:
+        # Only connections that already served a request: one accepted just
+        # before the stop signal still gets its first request answered.
+        if self.state == C_HEAD and self.start == self.end and not self.closed \
+                and self.requests > 0:
             self.close()
 
     # ---- request side ----------------------------------------------------

@@ -1,4 +1,4 @@
-"""The `fastproxy` command: run, check, tune, --version."""
+"""The `fastproxy` command: run, reload, stop, check, tune, --version."""
 
 from __future__ import annotations
 
@@ -42,9 +42,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-
     from fastproxy.logs import setup_error_log
-    from fastproxy.proxy import Proxy
+    from fastproxy.master import Master, use_pid_log_format
 
     path = _find_config(args.config)
     if path is None:
@@ -53,12 +52,60 @@ def cmd_run(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     setup_error_log(config.log.error, config.log.level)
-    if config.worker_count() != 1:
-        log.warning(
-            "workers = %s: multi-process mode is not built yet; running 1 worker",
-            config.server.workers,
-        )
-    Proxy(config).run()
+    use_pid_log_format()
+    return Master(config, path).run()
+
+
+def _pid_file(args: argparse.Namespace) -> tuple[str, float]:
+    """The master's pid file and shutdown_timeout, from --pid-file, -c or the defaults."""
+    from fastproxy.config import ServerConfig
+    from fastproxy.pidfile import pid_file_of_config
+
+    default = ServerConfig()
+    if args.pid_file:
+        return args.pid_file, default.shutdown_timeout
+    path = _find_config(args.config)
+    if path is None:
+        assert default.pid_file is not None
+        return default.pid_file, default.shutdown_timeout
+    return pid_file_of_config(path)
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    import signal
+
+    from fastproxy.pidfile import PidFileError, signal_master
+
+    path = None if args.pid_file else _find_config(args.config)
+    if path is not None and _load(path) is None:
+        print("fastproxy: not reloading; the running configuration stays", file=sys.stderr)
+        return 1
+    try:
+        pid_file, _ = _pid_file(args)
+        pid = signal_master(pid_file, signal.SIGHUP)
+    except PidFileError as e:
+        print(f"fastproxy: {e}", file=sys.stderr)
+        return 1
+    print(f"fastproxy: reload requested (SIGHUP to master pid {pid}); the outcome is in its log")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    import signal
+
+    from fastproxy.pidfile import PidFileError, signal_master, wait_gone
+
+    try:
+        pid_file, timeout = _pid_file(args)
+        pid = signal_master(pid_file, signal.SIGQUIT if args.now else signal.SIGTERM)
+    except PidFileError as e:
+        print(f"fastproxy: {e}", file=sys.stderr)
+        return 1
+    limit = timeout + 5
+    if not wait_gone(pid, limit):
+        print(f"fastproxy: master pid {pid} still runs after {limit:g}s", file=sys.stderr)
+        return 1
+    print(f"fastproxy: stopped (pid {pid})")
     return 0
 
 
@@ -103,13 +150,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"fastproxy {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    run = sub.add_parser("run", help="run the proxy in the foreground")
+    run = sub.add_parser("run", help="run the proxy (a master and its workers) in the foreground")
     run.add_argument("-c", "--config", help=f"TOML config file (default ./{DEFAULT_CONFIG})")
     run.add_argument("--listen", help="demo only: where the demo proxy listens")
     run.set_defaults(func=cmd_run)
     check = sub.add_parser("check", help="validate a config file; prints ok or every error")
     check.add_argument("-c", "--config", help=f"TOML config file (default ./{DEFAULT_CONFIG})")
     check.set_defaults(func=cmd_check)
+    for name, help_text in (
+        ("reload", "reload the running master's configuration (SIGHUP)"),
+        ("stop", "stop the running master: graceful (SIGTERM), or at once with --now"),
+    ):
+        cmd = sub.add_parser(name, help=help_text)
+        target = cmd.add_mutually_exclusive_group()
+        target.add_argument(
+            "-c",
+            "--config",
+            help=f"config file naming the pid file (default ./{DEFAULT_CONFIG}, "
+            "else the default pid file)",
+        )
+        target.add_argument("--pid-file", help="the master's pid file")
+        if name == "stop":
+            cmd.add_argument("--now", action="store_true", help="stop at once (SIGQUIT)")
+        cmd.set_defaults(func=cmd_reload if name == "reload" else cmd_stop)
     tune = sub.add_parser(
         "tune", help="measure throughput per worker count (needs wrk)", add_help=False
     )

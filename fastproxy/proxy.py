@@ -57,7 +57,7 @@ class Proxy:
                 continue
             sock = sockets.get(addr)
             if sock is not None:
-                self._servers[addr] = await loop.create_server(factory, sock=sock)
+                self._servers[addr] = await loop.create_server(factory, sock=sock, backlog=1024)
             else:
                 self._servers[addr] = await loop.create_server(
                     factory, addr.host, addr.port, reuse_port=True, backlog=1024

@@ -1010,11 +1010,18 @@ class ProxyProcess:
             return "".join(self._stdout)
 
     def rss_kib(self) -> int:
-        with open(f"/proc/{self.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        raise RuntimeError("no VmRSS")
+        """VmRSS of the whole process tree: `fastproxy run -c` is a master whose
+        workers (its children) do the proxying."""
+        total = 0
+        for pid in [self.pid, *_children(self.pid)]:
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    total += next(int(ln.split()[1]) for ln in f if ln.startswith("VmRSS:"))
+            except (OSError, StopIteration):
+                continue
+        if total == 0:
+            raise RuntimeError("no VmRSS")
+        return total
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -1160,3 +1167,19 @@ class _WSCodec:
 @pytest.fixture
 def ws_codec() -> _WSCodec:
     return _WSCodec()
+
+
+def _children(pid: int) -> list[int]:
+    """Direct children of pid, from /proc/*/stat (field 4 is the parent pid)."""
+    kids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            kids.append(int(entry))
+    return kids
