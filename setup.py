@@ -65,6 +65,7 @@ extensions = [
     ext("fastproxy._conn", "fastproxy/_conn.pyx", []),
     ext("fastproxy._tables", "fastproxy/_tables.pyx", ["csrc/fp_path.c"]),
     ext("fastproxy._runtime", "fastproxy/_runtime.pyx", []),
+    ext("fastproxy._stats", "fastproxy/_stats.pyx", ["csrc/fp_stats.c"]),
     ext("fastproxy._protocols", "fastproxy/_protocols.pyx", DATA_PLANE_C),
     ext("fastproxy._rewrite", "fastproxy/_rewrite.pyx", DATA_PLANE_C),
 ]

@@ -26,6 +26,7 @@ from fastproxy.fp_http1 cimport *
 from fastproxy.fp_known_headers cimport FP_H_REFERER, FP_H_USER_AGENT
 from fastproxy.fp_path cimport fp_normalize_path
 from fastproxy.fp_rewrite cimport *
+from fastproxy.fp_stats cimport fp_stats_class, fp_stats_time
 
 DEF SLOTS = 256
 DEF PIPELINE_LIMIT = 65536     # unprocessed client bytes held while a request is busy
@@ -110,7 +111,7 @@ cdef class ClientProtocol(Conn):
     cdef uint64_t body_left, body_seen
     cdef int body_kind
     cdef bint keep_alive, trusted, upgrade, response_started, retried, client_eof
-    cdef bint connecting, write_paused, can_retry
+    cdef bint connecting, write_paused, can_retry, counted
     cdef int minor, method_id, requests, status
     cdef uint64_t bytes_out
     cdef bytes peer_ip
@@ -147,10 +148,13 @@ cdef class ClientProtocol(Conn):
         self.peer_ip = ip.encode()
         self.trusted = self.rt.is_trusted(ip)
         self.rt.conns.add(self)
+        self.rt.st.connections_total += 1
+        self.rt.st.connections_active += 1
         self.set_deadline(T_IDLE, self.rt.header_timeout)
 
     def buffer_updated(self, Py_ssize_t nbytes):
         self.end += nbytes
+        self.rt.st.bytes_in += nbytes
         self.process()
 
     def eof_received(self):
@@ -168,6 +172,7 @@ cdef class ClientProtocol(Conn):
         self.closed = True
         self.state = C_CLOSED
         self.rt.conns.discard(self)
+        self.rt.st.connections_active -= 1
         if self.up is not None:
             up, self.up = self.up, None
             up.client_gone()
@@ -250,6 +255,7 @@ cdef class ClientProtocol(Conn):
         self.server = None
         self.upgrade = False
         self.pending = None
+        self.counted = False
 
     cdef start_request(self, size_t head_len):
         cdef const char *p = self.buf + self.start
@@ -490,6 +496,7 @@ cdef class ClientProtocol(Conn):
     # ---- answers -----------------------------------------------------------
     cdef write(self, bytes data):
         self.bytes_out += len(data)
+        self.rt.st.bytes_out += len(data)
         if not self.closed:
             self.transport.write(data)
 
@@ -505,7 +512,7 @@ cdef class ClientProtocol(Conn):
                               S(body), close, self.method_id == FP_M_HEAD) != 0:
             raise MemoryError()
         self.write(PyBytes_FromStringAndSize(self.wb.data, self.wb.len))
-        self.log_access()
+        self.request_done()
         if close:
             self.close()
         else:
@@ -522,7 +529,9 @@ cdef class ClientProtocol(Conn):
         if self.up is not None:
             up, self.up = self.up, None
             up.abort()
+        self.rt.st.errors += 1
         if self.response_started or self.closed:
+            self.request_done(True)
             self.abort()
             return
         body = f"{status} {fp_reason_phrase(status).decode()}\n".encode()
@@ -532,7 +541,7 @@ cdef class ClientProtocol(Conn):
                               S(body), 1, self.method_id == FP_M_HEAD) != 0:
             raise MemoryError()
         self.write(PyBytes_FromStringAndSize(self.wb.data, self.wb.len))
-        self.log_access()
+        self.request_done()
         self.close()
 
     cdef close(self):
@@ -568,6 +577,7 @@ cdef class ClientProtocol(Conn):
         self.up = None
         if self.server is not None:
             self.server.failures += 1
+            self.rt.st.servers[self.server.stats_index].failures += 1
         if self.closed:
             return
         self.fail(status, why)
@@ -583,7 +593,7 @@ cdef class ClientProtocol(Conn):
 
     cdef response_done(self):
         self.up = None
-        self.log_access()
+        self.request_done()
         if self.closed:
             return
         if not self.keep_alive or self.client_eof or self.state == C_BODY:
@@ -600,7 +610,16 @@ cdef class ClientProtocol(Conn):
         self.set_deadline(T_TUNNEL, self.rt.ws_timeout)
         self.process()
 
-    cdef log_access(self):
+    cdef request_done(self, bint aborted=False):
+        """Count the request once (by status class, overall and per route),
+        then write its access-log line when logging is on."""
+        cdef int cls
+        if not self.counted:
+            self.counted = True
+            cls = 0 if aborted else fp_stats_class(self.status)
+            self.rt.st.requests[cls] += 1
+            if self.route is not None:
+                self.rt.st.routes[self.route.stats_index].requests[cls] += 1
         if self.rt.access_log is None or self.log_info is None:
             return
         line, ref, ua = self.log_info
@@ -659,12 +678,16 @@ cdef class UpstreamProtocol(Conn):
         self.transport = transport
         self.server.active += 1
         self.rt.conns.add(self)
+        self.rt.st.upstream_active += 1
+        self.rt.st.servers[self.server.stats_index].active += 1
 
     def connection_lost(self, exc):
         cdef ClientProtocol c = self.client
         self.closed = True
         self.server.active -= 1
         self.rt.conns.discard(self)
+        self.rt.st.upstream_active -= 1
+        self.rt.st.servers[self.server.stats_index].active -= 1
         if self.state == U_IDLE:
             try:
                 self.server.idle.remove(self)
@@ -722,6 +745,8 @@ cdef class UpstreamProtocol(Conn):
         self.hint = 0
         self.requests += 1
         self.server.requests += 1
+        self.rt.st.upstream_requests += 1
+        self.rt.st.servers[self.server.stats_index].requests += 1
         self.tkind = T_READ
         self.deadline = monotonic() + self.upstream.read_timeout
 
@@ -916,6 +941,8 @@ cdef class UpstreamProtocol(Conn):
         cdef Upstream u = self.upstream
         self.flush(c)
         self.client = None
+        fp_stats_time(&self.rt.st.servers[self.server.stats_index],
+                      <uint64_t>((monotonic() - c.t_upstream) * 1e6))
         reusable = self.ka and self.start == self.end and c.state != C_BODY \
             and u.keepalive > 0 and self.requests < u.keepalive_requests \
             and not self.rt.closing and not self.closed

@@ -5,6 +5,7 @@ from libc.stdint cimport uint32_t, uint64_t
 
 from fastproxy._tables cimport Router
 from fastproxy.fp_http1 cimport fp_limits
+from fastproxy.fp_stats cimport fp_worker_stats
 
 
 cdef class Runtime:
@@ -29,5 +30,9 @@ cdef class Runtime:
     cdef public bint closing
     cdef public long requests_total
     cdef object sweeper
+    cdef fp_worker_stats *st           # this worker's counters (shared slot or own)
+    cdef fp_worker_stats own           # used when no shared region is attached
+    cdef object region                 # keeps the shared region alive
+    cdef public object stats_index     # StatsIndex numbering routes and servers
 
     cdef bint is_trusted(self, object ip)

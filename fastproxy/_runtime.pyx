@@ -10,8 +10,12 @@ object per event): a request costs a clock read, not a TimerHandle.
 import ipaddress
 import logging
 
+from libc.string cimport memset
+
 from fastproxy._conn cimport Conn, monotonic
+from fastproxy._stats cimport StatsRegion
 from fastproxy._tables cimport Router
+from fastproxy.fp_stats cimport fp_worker_stats
 from fastproxy.fp_rewrite cimport (
     FP_RW_FORWARDED,
     FP_RW_VIA,
@@ -23,8 +27,13 @@ SWEEP = 0.1
 
 
 cdef class Runtime:
-    def __init__(self, config, loop, log=None):
+    def __cinit__(self, *args, **kwargs):
+        memset(&self.own, 0, sizeof(fp_worker_stats))
+        self.st = &self.own
+
+    def __init__(self, config, loop, log=None, stats_index=None):
         self.loop = loop
+        self.stats_index = stats_index
         self.conns = set()
         self.log = log or logging.getLogger("fastproxy")
         self.access_log = None
@@ -39,7 +48,8 @@ cdef class Runtime:
         the route objects of the request they are serving, so swapping the
         router is safe in the middle of traffic."""
         s = config.server
-        self.router = Router(config)
+        self.router = Router(config, self.stats_index)
+        self.stats_index = self.router.index
         self.req_limits.max_line = s.max_request_line
         self.req_limits.max_head = s.max_header_size
         self.req_limits.max_headers = min(s.max_headers, 256)
@@ -65,6 +75,19 @@ cdef class Runtime:
         self.server_header = (f"Server: {s.server_header}\r\n".encode()
                               if s.server_header else b"")
         self.trusted = tuple(ipaddress.ip_network(n) for n in s.trusted_proxies)
+
+    def attach_stats(self, StatsRegion region, int slot):
+        """Count into `slot` of the shared region from now on."""
+        self.region = region
+        self.st = region.slot_ptr(slot)
+
+    def local_stats(self):
+        """This runtime's counters (single-process use, tests)."""
+        return {"requests": [self.st.requests[i] for i in range(6)],
+                "bytes_in": self.st.bytes_in, "bytes_out": self.st.bytes_out,
+                "connections_total": self.st.connections_total,
+                "connections_active": self.st.connections_active,
+                "upstream_requests": self.st.upstream_requests, "errors": self.st.errors}
 
     cdef bint is_trusted(self, object ip):
         if not self.trusted or ip is None:

@@ -21,6 +21,7 @@ cdef class Server:
     cdef public int active      # open connections to this server
     cdef public long requests
     cdef public long failures
+    cdef readonly int stats_index   # slot in fp_worker_stats.servers
 
 
 cdef class Upstream:
@@ -40,7 +41,9 @@ cdef class Upstream:
 
 
 cdef class Route:
-    cdef readonly str label
+    cdef readonly int index         # position in the config's [[routes]]
+    cdef readonly str label         # "host/prefix" for logs and metrics
+    cdef readonly int stats_index   # slot in fp_worker_stats.routes
     cdef readonly bytes host    # lower case; b"" for any host
     cdef bint wildcard          # host is a "*.suffix" pattern (stored as ".suffix")
     cdef readonly bytes prefix
@@ -61,6 +64,7 @@ cdef class Router:
     cdef list wildcards         # (suffix, routes), longest suffix first
     cdef bint has_hosts
     cdef readonly dict upstreams
+    cdef readonly object index      # the StatsIndex that numbered routes and servers
     cdef Route match(self, const char *host, size_t hlen, const char *path, size_t plen)
 
 

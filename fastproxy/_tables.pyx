@@ -48,7 +48,7 @@ cdef class HeaderRules:
 
 
 cdef class Server:
-    def __init__(self, str host, int port, int weight=1):
+    def __init__(self, str host, int port, int weight=1, int stats_index=0):
         self.host = host
         self.port = port
         self.weight = weight
@@ -58,14 +58,16 @@ cdef class Server:
         self.active = 0
         self.requests = 0
         self.failures = 0
+        self.stats_index = stats_index
 
 
 cdef class Upstream:
-    def __init__(self, cfg):
+    def __init__(self, cfg, index):
         self.name = cfg.name
         # Weighted round-robin for now: a server of weight w appears w times,
         # interleaved. The load-balancing work replaces pick() wholesale.
-        servers = [Server(s.address.host, s.address.port, s.weight)
+        servers = [Server(s.address.host, s.address.port, s.weight,
+                          index.server(cfg.name, str(s.address)))
                    for s in cfg.servers if not s.backup]
         order = []
         top = max([s.weight for s in servers] or [0])
@@ -102,8 +104,10 @@ cdef class Upstream:
 
 
 cdef class Route:
-    def __init__(self, int index, cfg, Upstream upstream):
-        self.label = cfg.upstream or f"route{index}"
+    def __init__(self, int index, cfg, Upstream upstream, stats):
+        self.index = index
+        self.label = f"{cfg.host or '*'}{cfg.path_prefix}"
+        self.stats_index = stats.route(self.label)
         host = (cfg.host or "").lower().rstrip(".")
         self.wildcard = host.startswith("*.")
         # IDNA refuses an empty first label, so encode the suffix without its dot
@@ -154,13 +158,16 @@ def prefix_len(Route r):
 
 
 cdef class Router:
-    def __init__(self, config):
-        self.upstreams = {name: Upstream(u) for name, u in config.upstreams.items()}
+    def __init__(self, config, index=None):
+        from fastproxy._stats import StatsIndex
+        self.index = index if index is not None else StatsIndex()
+        self.upstreams = {name: Upstream(u, self.index) for name, u in config.upstreams.items()}
         self.any_host = []
         self.exact = {}
         wild = {}
         for i, rc in enumerate(config.routes):
-            r = Route(i, rc, self.upstreams.get(rc.upstream) if rc.upstream else None)
+            r = Route(i, rc, self.upstreams.get(rc.upstream) if rc.upstream else None,
+                      self.index)
             if not r.host:
                 self.any_host.append(r)
             elif r.wildcard:
@@ -202,6 +209,10 @@ cdef class Router:
         return longest_prefix(self.any_host, path, plen)
 
     def match_py(self, bytes host, bytes path):
-        """For tests: the label of the route a host and normalised path meet."""
+        """For tests: (upstream name or "routeN", prefix, host) of the route a
+        host and normalised path meet."""
         r = self.match(host, len(host), path, len(path))
-        return None if r is None else (r.label, r.prefix.decode(), r.host.decode())
+        if r is None:
+            return None
+        name = r.upstream.name if r.upstream is not None else f"route{r.index}"
+        return (name, r.prefix.decode(), r.host.decode())

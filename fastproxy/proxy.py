@@ -35,13 +35,22 @@ class Proxy:
         self._stopped: asyncio.Event | None = None
 
     # -- lifecycle on a running loop ------------------------------------------
-    async def start(self, sockets: dict[Address, socket.socket] | None = None) -> None:
+    async def start(
+        self,
+        sockets: dict[Address, socket.socket] | None = None,
+        *,
+        stats: tuple[Any, int, Any] | None = None,
+    ) -> None:
         """Start serving.  `sockets` hands over already-bound listening sockets
         (the multi-process master owns them so that a reload never closes a
         socket with connections queued in it); otherwise each listen address
-        is bound here with SO_REUSEPORT."""
+        is bound here with SO_REUSEPORT.  `stats` = (StatsRegion, slot,
+        StatsIndex) makes this worker count into the master's shared region."""
         loop = asyncio.get_running_loop()
-        self._runtime = Runtime(self.config, loop, log)
+        index = stats[2] if stats is not None else None
+        self._runtime = Runtime(self.config, loop, log, index)
+        if stats is not None:
+            self._runtime.attach_stats(stats[0], stats[1])
         self._stopped = asyncio.Event()
         self._set_access_log(self.config)
         self._runtime.start()
@@ -77,6 +86,10 @@ class Proxy:
             self._access.start()
         self._runtime.access_log = self._access
         self._runtime.access_format = config.log.format
+
+    def stats(self) -> dict[str, Any]:
+        """This engine's counters: requests by status class, bytes, connections."""
+        return dict(self._runtime.local_stats()) if self._runtime is not None else {}
 
     @property
     def addresses(self) -> list[tuple[str, int]]:

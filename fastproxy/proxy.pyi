@@ -1,11 +1,18 @@
 import socket
+from typing import Any
 
 from fastproxy.config import Address, Config
 
 class Proxy:
     config: Config
     def __init__(self, config: Config) -> None: ...
-    async def start(self, sockets: dict[Address, socket.socket] | None = None) -> None: ...
+    async def start(
+        self,
+        sockets: dict[Address, socket.socket] | None = None,
+        *,
+        stats: tuple[Any, int, Any] | None = None,
+    ) -> None: ...
+    def stats(self) -> dict[str, Any]: ...
     @property
     def addresses(self) -> list[tuple[str, int]]: ...
     async def reload(

@@ -1,0 +1,9 @@
+# The shared stats region and the index tables that give routes and
+# upstream servers their stable counter slots (see csrc/fp_stats.h).
+from fastproxy.fp_stats cimport fp_stats_region, fp_worker_stats
+
+
+cdef class StatsRegion:
+    cdef fp_stats_region *region
+    cdef size_t size
+    cdef fp_worker_stats *slot_ptr(self, int i)
