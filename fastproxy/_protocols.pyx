@@ -30,6 +30,7 @@ from fastproxy.fp_stats cimport fp_stats_class, fp_stats_time
 
 DEF SLOTS = 256
 DEF PIPELINE_LIMIT = 65536     # unprocessed client bytes held while a request is busy
+DEF POOL_GRACE = 1.0           # seconds an idle connection above `keepalive` may linger
 
 cdef enum:                     # client states
     C_HEAD = 0                 # waiting for (the rest of) a request head
@@ -659,6 +660,7 @@ cdef class UpstreamProtocol(Conn):
     cdef int out_kind
     cdef bint reused, got_bytes, close_client, ka, write_paused
     cdef int requests
+    cdef double idle_since
     cdef fp_wbuf out
 
     def __cinit__(self, *args, **kwargs):
@@ -946,7 +948,11 @@ cdef class UpstreamProtocol(Conn):
         reusable = self.ka and self.start == self.end and c.state != C_BODY \
             and u.keepalive > 0 and self.requests < u.keepalive_requests \
             and not self.rt.closing and not self.closed
-        if reusable and len(self.server.idle) < u.keepalive:
+        # The pool may briefly hold up to twice `keepalive`: bursts then reuse
+        # connections instead of closing and reopening them; trim_pools()
+        # brings it back to `keepalive` once the extra ones sat idle a while.
+        if reusable and len(self.server.idle) < 2 * u.keepalive:
+            self.idle_since = monotonic()
             self.state = U_IDLE
             self.tkind = T_POOL
             self.deadline = monotonic() + u.keepalive_timeout
@@ -986,6 +992,29 @@ cdef connected(ClientProtocol client, UpstreamProtocol up):
         client.attach(up, False)
 
 
+def trim_pools(Runtime rt):
+    """Close the longest-idle pooled connections above each upstream's
+    `keepalive`, once they have been idle for POOL_GRACE seconds."""
+    cdef double cutoff = monotonic() - POOL_GRACE
+    cdef Upstream u
+    cdef Server srv
+    cdef UpstreamProtocol up
+    for u in rt.router.upstreams.values():
+        for srv in u.unique_servers():
+            idle = srv.idle
+            while len(idle) > u.keepalive:
+                up = <UpstreamProtocol>idle[0]          # oldest first
+                if up.idle_since > cutoff:
+                    break
+                del idle[0]
+                up.state = U_CLOSED
+                up.deadline = 0
+                if not up.closed:
+                    up.transport.close()
+
+
 def make_client_factory(Runtime rt):
-    """Protocol factory for loop.create_server."""
+    """Protocol factory for loop.create_server; also hooks the pool trimmer
+    into the runtime's sweep."""
+    rt.pool_trimmer = trim_pools
     return lambda: ClientProtocol(rt)

@@ -116,6 +116,8 @@ cdef class Runtime:
                 c._expire()
             except Exception:
                 self.log.exception("timeout handler failed")
+        if self.pool_trimmer is not None:
+            self.pool_trimmer(self)
         self.sweeper = self.loop.call_later(SWEEP, self._sweep)
 
     def error(self, str client, str route, str upstream, str message):
