@@ -448,6 +448,7 @@ cdef class ClientProtocol(Conn):
 
     cdef send_upstream(self):
         cdef UpstreamProtocol up
+        self.t_upstream = monotonic()  # upstream time includes connecting, as in nginx
         idle = self.server.idle
         while idle:
             up = <UpstreamProtocol>idle.pop()
@@ -463,7 +464,6 @@ cdef class ClientProtocol(Conn):
     cdef attach(self, UpstreamProtocol up, bint reused):
         self.connecting = False
         self.up = up
-        self.t_upstream = monotonic()
         up.begin(self, reused)
         up.transport.write(self.pending)
         if not self.can_retry:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from fastproxy.config_values import (
+    MAX_WORKERS,
     IPNetwork,
     KeyLocator,
     KeyPath,
@@ -229,9 +230,10 @@ class Config:
         if self.server.workers != "auto":
             return int(self.server.workers)
         try:
-            return max(1, len(os.sched_getaffinity(0)))
+            n = len(os.sched_getaffinity(0))
         except (AttributeError, OSError):  # pragma: no cover - non-Linux
-            return os.cpu_count() or 1
+            n = os.cpu_count() or 1
+        return max(1, min(n, MAX_WORKERS))
 
 
 def _syntax_issue(message: str, text: str, source: str) -> ConfigIssue:

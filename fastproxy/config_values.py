@@ -305,12 +305,17 @@ def parse_positive_size(value: object) -> int:
     return size
 
 
+# The stats region has 64 worker slots and a reload briefly runs two
+# generations side by side, so 32 is the most that can always be counted.
+MAX_WORKERS = 32
+
+
 def parse_workers(value: object) -> int | str:
     if value == "auto":
         return "auto"
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_WORKERS:
         return value
-    raise ValueError(f"expected integer >= 1 or 'auto', got {value!r}")
+    raise ValueError(f"expected integer from 1 to {MAX_WORKERS} or 'auto', got {value!r}")
 
 
 def parse_server_header(value: object) -> str | None:

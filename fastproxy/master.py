@@ -15,6 +15,15 @@ Signals: SIGTERM/SIGINT graceful stop, SIGQUIT immediate stop, SIGHUP reload
 SIGUSR1 forwarded to the workers (they reopen the access log).  A worker that
 dies unexpectedly is restarted in its slot, with back-off when it keeps dying
 right after start.
+
+Stats: before the first fork the master maps one shared-memory StatsRegion
+(fastproxy._stats) and keeps one StatsIndex, filled from every config it loads
+(a Router built on it numbers the routes and servers) before forking that
+config's workers, so that all workers agree on what index means what.  Each
+worker process gets a stats slot of its own (claimed before the fork, released
+when the worker is reaped: its counters are folded into the retired slot, so
+totals never go down).  With `[admin]` configured the master serves /metrics
+and /status from its own event loop (fastproxy.admin).
 """
 
 from __future__ import annotations
@@ -32,6 +41,9 @@ from dataclasses import dataclass, field
 from typing import NoReturn
 
 from fastproxy import pidfile
+from fastproxy._stats import StatsIndex, StatsRegion
+from fastproxy._tables import Router
+from fastproxy.admin import AdminServer, bind_admin
 from fastproxy.config import Address, Config, ConfigError
 from fastproxy.logs import setup_error_log
 
@@ -78,6 +90,7 @@ class Worker:
     ready: bool = False
     retiring: bool = False  # sent SIGTERM by a reload; its exit is expected
     kill_timer: asyncio.TimerHandle | None = None
+    stats_slot: int | None = None  # its slot in the StatsRegion (None: not counted)
 
 
 @dataclass(eq=False)
@@ -89,6 +102,8 @@ class _Pending:
     listeners: Listeners
     pids: list[int] = field(default_factory=list)
     timer: asyncio.TimerHandle | None = None
+    admin_sock: socket.socket | None = None  # bound for a changed admin.listen
+    admin_rebind: bool = False  # the new admin address needs the old socket closed first
 
 
 def use_pid_log_format() -> None:
@@ -203,10 +218,18 @@ def _stop_with_parent(master: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+Stats = tuple[StatsRegion, int, StatsIndex]
+
+
 def _worker_main(
-    config: Config, sockets: dict[Address, socket.socket], ready_fd: int, cpu: int | None
+    config: Config,
+    sockets: dict[Address, socket.socket],
+    ready_fd: int,
+    cpu: int | None,
+    stats: Stats | None = None,
 ) -> int:
-    """Body of a worker process: the single-process engine on the slot's sockets."""
+    """Body of a worker process: the single-process engine on the slot's sockets,
+    counting into its slot of the shared stats region."""
     import uvloop
 
     from fastproxy.proxy import Proxy
@@ -218,10 +241,12 @@ def _worker_main(
             log.warning("cannot pin worker to CPU %d: %s", cpu, exc.strerror)
     setup_error_log(config.log.error, config.log.level)
     use_pid_log_format()
+    if stats is not None:
+        stats[0].set_pid(stats[1], os.getpid())
     proxy = Proxy(config)
 
     async def main() -> None:
-        await proxy.start(sockets)
+        await proxy.start(sockets, stats=stats)
         os.write(ready_fd, b"r")
         os.close(ready_fd)
         await proxy.serve_forever()
@@ -251,6 +276,11 @@ class Master:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._done: asyncio.Future[int] | None = None
         self._kill_timer: asyncio.TimerHandle | None = None
+        self.stats: StatsRegion | None = None  # mapped by run(), before the first fork
+        self.index = StatsIndex()  # route/server numbering, shared by every generation
+        self.admin: AdminServer | None = None
+        self._admin_sock: socket.socket | None = None  # bound by run(), served by _main()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- entry point ----------------------------------------------------------------------
     def run(self) -> int:
@@ -268,20 +298,30 @@ class Master:
         except ListenError as exc:
             log.error("%s", exc)
             return 1
+        if self.config.admin is not None:
+            try:
+                self._admin_sock = bind_admin(self.config.admin.listen)
+            except OSError as exc:
+                log.error("cannot listen on %s (admin): %s", self.config.admin.listen, exc.strerror)
+                self._close_listeners()
+                return 1
         if path:
             try:
                 pidfile.write_pid(path)
             except OSError as exc:
                 log.error("cannot write pid file %s: %s", path, exc.strerror)
                 self._close_listeners()
+                self._close_admin()
                 return 1
             self.pid_file = path
+        self.stats = StatsRegion()
         loop = asyncio.new_event_loop()
         try:
             return loop.run_until_complete(self._main())
         finally:
             loop.close()
             self._close_listeners()
+            self._close_admin()
             if self.pid_file:
                 pidfile.remove_pid(self.pid_file)
 
@@ -296,6 +336,13 @@ class Master:
         loop.add_signal_handler(signal.SIGCHLD, self._reap)
         try:
             self.generation = 1
+            assert self.stats is not None
+            self.stats.generation = self.generation
+            self._number(self.config)
+            if self._admin_sock is not None and self.config.admin is not None:
+                sock, self._admin_sock = self._admin_sock, None
+                self.admin = AdminServer(self.stats, self.index, self.config, self._worker_slots)
+                await self.admin.start(sock, self.config.admin.listen)
             n = self.config.worker_count()
             self.slots = [None] * n
             self.backoff = [0.0] * n
@@ -306,6 +353,7 @@ class Master:
         finally:
             for sig in _SIGNALS:
                 loop.remove_signal_handler(sig)
+            self._close_admin()
 
     # -- forking ---------------------------------------------------------------------------
     def _spawn(self, slot: int, generation: int, config: Config, listeners: Listeners) -> Worker:
@@ -315,6 +363,8 @@ class Master:
         if config.server.worker_cpu_affinity == "auto":
             cpus = sorted(os.sched_getaffinity(0))
             cpu = cpus[slot % len(cpus)]
+        stats_slot = self._claim_stats(generation)
+        stats = None if stats_slot is None else (self.stats, stats_slot, self.index)
         rfd, wfd = os.pipe()
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
         try:
@@ -323,13 +373,16 @@ class Master:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             os.close(rfd)
             os.close(wfd)
+            self._release_stats(stats_slot)
             raise
         if pid == 0:
             os.close(rfd)
-            self._child(config, sockets, wfd, cpu, mask)
+            self._child(config, sockets, wfd, cpu, mask, stats)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         os.close(wfd)
-        worker = Worker(pid, slot, generation, self._loop.time(), rfd)
+        if stats_slot is not None and self.stats is not None:
+            self.stats.set_pid(stats_slot, pid)  # the worker sets it too, once it runs
+        worker = Worker(pid, slot, generation, self._loop.time(), rfd, stats_slot=stats_slot)
         self.workers[pid] = worker
         self._loop.add_reader(rfd, self._on_ready_pipe, worker)
         return worker
@@ -341,6 +394,7 @@ class Master:
         ready_fd: int,
         cpu: int | None,
         mask: set[int | signal.Signals],
+        stats: Stats | None,
     ) -> NoReturn:
         """In the forked child: shed the master's state, run the worker, never return."""
         code = 1
@@ -358,7 +412,7 @@ class Master:
             self._drop_master_state(sockets)
             _stop_with_parent(master)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-            code = _worker_main(config, sockets, ready_fd, cpu)
+            code = _worker_main(config, sockets, ready_fd, cpu, stats)
         except KeyboardInterrupt:
             code = 0
         except OSError as exc:  # e.g. the access log cannot be opened: no traceback needed
@@ -401,6 +455,90 @@ class Master:
                 with contextlib.suppress(OSError):
                     os.close(w.ready_fd)
         self.workers = {}
+        if self.admin is not None:
+            self.admin.close_in_child()
+        for admin_sock in (self._admin_sock, self.pending.admin_sock if self.pending else None):
+            if admin_sock is not None:
+                admin_sock.close()
+
+    # -- stats and admin -------------------------------------------------------------------
+    def _number(self, config: Config) -> None:
+        """Give config's routes and servers their stats indexes (before forking its
+        workers, which build the same Router on a copy of this index)."""
+        Router(config, self.index)
+
+    def _claim_stats(self, generation: int) -> int | None:
+        if self.stats is None:
+            return None
+        try:
+            return int(self.stats.claim(0, generation))
+        except RuntimeError as exc:
+            log.warning("worker not counted in the stats: %s", exc)
+            return None
+
+    def _release_stats(self, stats_slot: int | None) -> None:
+        if stats_slot is not None and self.stats is not None:
+            self.stats.release(stats_slot)
+
+    def _worker_slots(self) -> dict[int, int]:
+        """pid -> slot (which listening sockets it accepts on), for /status."""
+        return {w.pid: w.slot for w in self.workers.values()}
+
+    def _plan_admin(self, config: Config, pending: _Pending) -> None:
+        """Bind a changed admin.listen now, so that a reload fails rather than losing the
+        endpoint.  Raises ListenError."""
+        want = config.admin.listen if config.admin is not None else None
+        have = self.admin.address if self.admin is not None else None
+        if want is None or want == have:
+            return
+        try:
+            pending.admin_sock = bind_admin(want)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE and have is not None and have.port == want.port:
+                pending.admin_rebind = True  # our own socket is in the way: switch at promote
+                return
+            raise ListenError(f"cannot listen on {want} (admin): {exc.strerror}") from None
+
+    def _switch_admin(self, config: Config, sock: socket.socket | None, rebind: bool) -> None:
+        """The new generation took over: serve the admin endpoint as its config says."""
+        assert self._loop is not None and self.stats is not None
+        if config.admin is None:
+            if self.admin is not None:
+                log.info("admin endpoint off")
+            self._close_admin()
+            return
+        if self.admin is not None and sock is None and not rebind:
+            self.admin.update(config)  # same address: new token, new upstreams
+            return
+        self._close_admin()
+        if sock is None:
+            try:
+                sock = bind_admin(config.admin.listen)
+            except OSError as exc:
+                log.error(
+                    "cannot listen on %s (admin): %s; the admin endpoint is off",
+                    config.admin.listen,
+                    exc.strerror,
+                )
+                return
+        admin = self.admin = AdminServer(self.stats, self.index, config, self._worker_slots)
+        admin.address = config.admin.listen  # now: the next reload compares against it
+        task = self._loop.create_task(admin.start(sock, config.admin.listen))
+        self._tasks.add(task)
+        task.add_done_callback(self._admin_started)
+
+    def _admin_started(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("admin endpoint failed to start: %s", task.exception())
+
+    def _close_admin(self) -> None:
+        if self.admin is not None:
+            self.admin.close()
+            self.admin = None
+        if self._admin_sock is not None:
+            self._admin_sock.close()
+            self._admin_sock = None
 
     def _start_slot(self, slot: int) -> None:
         """Fork the current generation's worker for slot (first start or restart)."""
@@ -474,6 +612,8 @@ class Master:
         worker = self.workers.pop(pid, None)
         if worker is None:
             return
+        self._release_stats(worker.stats_slot)  # its counters live on in the retired slot
+        worker.stats_slot = None
         self._close_ready(worker)
         if worker.kill_timer is not None:
             worker.kill_timer.cancel()
@@ -532,11 +672,23 @@ class Master:
                 log.error("%s", issue)
             return
         try:
+            self._number(config)
+        except Exception as exc:
+            log.error("reload failed: %s; keeping generation %d", exc, self.generation)
+            return
+        try:
             listeners = plan_listeners(config, self.listeners)
         except ListenError as exc:
             log.error("reload failed: %s; keeping generation %d", exc, self.generation)
             return
-        pending = self.pending = _Pending(self.generation + 1, config, listeners)
+        pending = _Pending(self.generation + 1, config, listeners)
+        try:
+            self._plan_admin(config, pending)
+        except ListenError as exc:
+            _close_unused(listeners, self.listeners)
+            log.error("reload failed: %s; keeping generation %d", exc, self.generation)
+            return
+        self.pending = pending
         for slot in range(config.worker_count()):
             try:
                 worker = self._spawn(slot, pending.generation, config, listeners)
@@ -566,6 +718,8 @@ class Master:
             if pid in self.workers:
                 self._retire(self.workers[pid], pending.config)
         _close_unused(pending.listeners, self.listeners)
+        if pending.admin_sock is not None:
+            pending.admin_sock.close()
         self._reload_if_queued()
 
     def _promote(self) -> None:
@@ -582,6 +736,9 @@ class Master:
         _close_unused(self.listeners, pending.listeners)
         self.config, self.listeners = pending.config, pending.listeners
         self.generation = pending.generation
+        if self.stats is not None:
+            self.stats.generation = self.generation
+        self._switch_admin(self.config, pending.admin_sock, pending.admin_rebind)
         self.slots = [*pending.pids]
         self.backoff = [0.0] * len(self.slots)
         self.ready = True
@@ -651,6 +808,8 @@ class Master:
                 self.pending.timer.cancel()
             limit = max(limit, self.pending.config.server.shutdown_timeout)
             _close_unused(self.pending.listeners, self.listeners)
+            if self.pending.admin_sock is not None:
+                self.pending.admin_sock.close()
             self.pending = None
         # The workers hold their own copies; with the master's gone, the sockets
         # close (and refuse new connections) as soon as the workers stop accepting.
