@@ -55,6 +55,15 @@ def parse_response(
     guard: bool = False,
     framing: bool = True,
 ) -> Head | None: ...
+def scan_request(
+    data: bytes, max_line: int = 8192, max_head: int = 65536, max_headers: int = 100
+) -> int:
+    """Parse and frame a request head as the data plane does, building no
+    Python objects: the head length, 0 when incomplete.  Raises ParseError."""
+
+def scan_response(
+    data: bytes, max_line: int = 8192, max_head: int = 65536, max_headers: int = 100
+) -> int: ...
 
 class RequestParser:
     """Incremental use of fp_parse_request with its resume hint."""
