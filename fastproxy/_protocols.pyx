@@ -355,7 +355,7 @@ cdef class ClientProtocol(Conn):
             self.local(route.redirect_status, EMPTY, b"Location: " + loc + b"\r\n", head_len)
             return
         ups = route.upstream
-        self.server = ups.pick()
+        self.server = ups.pick(p, &self.head, self.peer_ip, t, tl)
         if self.server is None:
             self.fail(503, "no server available")
             return

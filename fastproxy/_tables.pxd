@@ -1,6 +1,7 @@
 # Compiled configuration the data plane reads per request: routes, upstreams,
 # servers with their keep-alive pools, header rules as C arrays.  Python
 # builds these once per config (build_router); protocols only read them.
+from fastproxy.fp_http1 cimport fp_head
 from fastproxy.fp_rewrite cimport fp_kv, fp_rules
 
 
@@ -37,7 +38,11 @@ cdef class Upstream:
     cdef readonly double send_timeout
     cdef int host_mode          # HOST_PASS, HOST_UPSTREAM, HOST_LITERAL
     cdef bytes host_literal
-    cdef Server pick(self)
+    # The balancing decision for one request.  buf/h: the parsed request head
+    # (offsets in h are relative to buf); client_ip: the peer address as
+    # text; target/tlen: the request-target as received.  None = no server.
+    cdef Server pick(self, const char *buf, const fp_head *h, bytes client_ip,
+                     const char *target, size_t tlen)
 
 
 cdef class Route:

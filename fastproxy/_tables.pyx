@@ -6,6 +6,7 @@ from libc.stdlib cimport free, malloc
 from libc.stdint cimport int64_t
 from libc.string cimport memcmp
 
+from fastproxy.fp_http1 cimport fp_head
 from fastproxy.fp_path cimport fp_normalize_path
 
 DEF MAX_HOST = 255
@@ -90,7 +91,8 @@ cdef class Upstream:
             self.host_mode = HOST_LITERAL
             self.host_literal = cfg.host.encode("latin-1")
 
-    cdef Server pick(self):
+    cdef Server pick(self, const char *buf, const fp_head *h, bytes client_ip,
+                     const char *target, size_t tlen):
         if self.n == 0:
             return None
         self.rr += 1
