@@ -12,6 +12,7 @@ cdef class Conn:
     cdef double deadline      # monotonic seconds; 0 = none
     cdef int tkind            # what the deadline means (per subclass)
     cdef object transport
+    cdef object twrite        # transport.write, bound once per connection
     cdef bint closed
     cdef bint reading_paused
 

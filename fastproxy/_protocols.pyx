@@ -143,6 +143,7 @@ cdef class ClientProtocol(Conn):
     # ---- asyncio protocol interface ------------------------------------
     def connection_made(self, transport):
         self.transport = transport
+        self.twrite = transport.write
         peer = transport.get_extra_info("peername")
         ip = peer[0] if peer else "unknown"
         self.peer = ip
@@ -214,7 +215,7 @@ cdef class ClientProtocol(Conn):
                 return
             elif self.state == C_TUNNEL:
                 if self.end > self.start and self.up is not None:
-                    self.up.transport.write(PyBytes_FromStringAndSize(
+                    self.up.twrite(PyBytes_FromStringAndSize(
                         self.buf + self.start, self.end - self.start))
                     self.start = self.end
                     self.consumed_all()
@@ -465,7 +466,7 @@ cdef class ClientProtocol(Conn):
         self.connecting = False
         self.up = up
         up.begin(self, reused)
-        up.transport.write(self.pending)
+        up.twrite(self.pending)
         if not self.can_retry:
             self.pending = None
         if self.write_paused:
@@ -484,7 +485,7 @@ cdef class ClientProtocol(Conn):
         if rc < 0:
             return
         if self.wb.len:
-            self.up.transport.write(PyBytes_FromStringAndSize(self.wb.data, self.wb.len))
+            self.up.twrite(PyBytes_FromStringAndSize(self.wb.data, self.wb.len))
         if self.reading_paused and not self.up.write_paused:
             self.resume_reading()       # paused while connecting; the body can flow now
         if rc == 1:
@@ -499,7 +500,7 @@ cdef class ClientProtocol(Conn):
         self.bytes_out += len(data)
         self.rt.st.bytes_out += len(data)
         if not self.closed:
-            self.transport.write(data)
+            self.twrite(data)
 
     cdef local(self, int status, bytes body, bytes extra, size_t head_len):
         """Answer without an upstream (no route, return, redirect)."""
@@ -678,6 +679,7 @@ cdef class UpstreamProtocol(Conn):
 
     def connection_made(self, transport):
         self.transport = transport
+        self.twrite = transport.write
         self.server.active += 1
         self.rt.conns.add(self)
         self.rt.st.upstream_active += 1
