@@ -63,7 +63,18 @@ DATA_PLANE_C = [*PARSER_C, "csrc/fp_rewrite.c", "csrc/fp_path.c"]
 extensions = [
     ext("fastproxy._http1", "fastproxy/_http1.pyx", PARSER_C),
     ext("fastproxy._conn", "fastproxy/_conn.pyx", []),
-    ext("fastproxy._tables", "fastproxy/_tables.pyx", ["csrc/fp_path.c"]),
+    ext(
+        "fastproxy._tables",
+        "fastproxy/_tables.pyx",
+        [
+            "csrc/fp_path.c",
+            "csrc/fp_lb_rr.c",
+            "csrc/fp_lb_least.c",
+            "csrc/fp_lb_hash.c",
+            "csrc/fp_lb_random.c",
+            "csrc/fp_lb_key.c",
+        ],
+    ),
     ext("fastproxy._runtime", "fastproxy/_runtime.pyx", []),
     ext("fastproxy._stats", "fastproxy/_stats.pyx", ["csrc/fp_stats.c"]),
     ext("fastproxy._protocols", "fastproxy/_protocols.pyx", DATA_PLANE_C),

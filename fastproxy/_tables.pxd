@@ -2,6 +2,7 @@
 # servers with their keep-alive pools, header rules as C arrays.  Python
 # builds these once per config (build_router); protocols only read them.
 from fastproxy.fp_http1 cimport fp_head
+from fastproxy.fp_lb cimport fp_lb
 from fastproxy.fp_rewrite cimport fp_kv, fp_rules
 
 
@@ -23,13 +24,20 @@ cdef class Server:
     cdef public long requests
     cdef public long failures
     cdef readonly int stats_index   # slot in fp_worker_stats.servers
+    cdef readonly bint backup       # used only when no primary is usable
+    cdef readonly int max_conns     # 0 = unlimited (per worker)
 
 
 cdef class Upstream:
     cdef readonly str name
-    cdef readonly list servers
-    cdef int n
-    cdef unsigned int rr
+    cdef readonly list servers      # each server once: primaries, then backups
+    cdef readonly str balance
+    cdef readonly str hash_key
+    cdef fp_lb lb                   # the C balancing table (csrc/fp_lb.h)
+    cdef int *busy                  # per server: active - idle, refreshed by pick
+    cdef bint track_load            # least_conn/random or some max_conns: refresh busy
+    cdef int key_kind               # FP_LB_KEY_* for balance = "hash"
+    cdef bytes key_name             # header / cookie / query parameter name
     cdef readonly int keepalive
     cdef readonly int keepalive_requests
     cdef readonly double keepalive_timeout

@@ -1,12 +1,20 @@
 # cython: language_level=3
 """Route and upstream tables compiled from a Config (see _tables.pxd)."""
 
+import os
+
 from cpython.bytes cimport PyBytes_FromStringAndSize
-from libc.stdlib cimport free, malloc
-from libc.stdint cimport int64_t
+from cpython.list cimport PyList_GET_ITEM
+from libc.stdlib cimport calloc, free, malloc
+from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.string cimport memcmp
 
-from fastproxy.fp_http1 cimport fp_head
+from fastproxy.fp_http1 cimport fp_head, fp_header
+from fastproxy.fp_lb cimport (
+    FP_LB_HASH, FP_LB_IP_HASH, FP_LB_KEY_COOKIE, FP_LB_KEY_HEADER, FP_LB_KEY_NONE,
+    FP_LB_KEY_PATH, FP_LB_KEY_QUERY, FP_LB_LEAST_CONN, FP_LB_RANDOM, FP_LB_ROUND_ROBIN,
+    fp_lb_build_rings, fp_lb_free, fp_lb_init, fp_lb_key, fp_lb_pick,
+)
 from fastproxy.fp_path cimport fp_normalize_path
 
 DEF MAX_HOST = 255
@@ -49,7 +57,10 @@ cdef class HeaderRules:
 
 
 cdef class Server:
-    def __init__(self, str host, int port, int weight=1, int stats_index=0):
+    def __init__(self, str host, int port, int weight=1, int stats_index=0,
+                 bint backup=False, int max_conns=0):
+        self.backup = backup
+        self.max_conns = max_conns
         self.host = host
         self.port = port
         self.weight = weight
@@ -62,21 +73,65 @@ cdef class Server:
         self.stats_index = stats_index
 
 
+METHODS = {
+    "round_robin": FP_LB_ROUND_ROBIN,
+    "least_conn": FP_LB_LEAST_CONN,
+    "ip_hash": FP_LB_IP_HASH,
+    "hash": FP_LB_HASH,
+    "random": FP_LB_RANDOM,
+}
+KEY_KINDS = {
+    "header": FP_LB_KEY_HEADER,
+    "cookie": FP_LB_KEY_COOKIE,
+    "query": FP_LB_KEY_QUERY,
+    "path": FP_LB_KEY_PATH,
+}
+
+
 cdef class Upstream:
+    """The servers of one upstream and the C table that balances them
+    (csrc/fp_lb.h): primaries first, then backups, each server once."""
+
+    def __cinit__(self):
+        self.lb.n = 0
+        self.lb.active = NULL
+        self.busy = NULL
+
     def __init__(self, cfg, index):
         self.name = cfg.name
-        # Weighted round-robin for now: a server of weight w appears w times,
-        # interleaved. The load-balancing work replaces pick() wholesale.
-        servers = [Server(s.address.host, s.address.port, s.weight,
-                          index.server(cfg.name, str(s.address)))
-                   for s in cfg.servers if not s.backup]
-        order = []
-        top = max([s.weight for s in servers] or [0])
-        for round_ in range(top):
-            order += [s for s in servers if s.weight > round_]
-        self.servers = order
-        self.n = len(order)
-        self.rr = 0
+        specs = ([s for s in cfg.servers if not s.backup]
+                 + [s for s in cfg.servers if s.backup])
+        self.servers = [Server(s.address.host, s.address.port, s.weight,
+                               index.server(cfg.name, str(s.address)), s.backup, s.max_conns)
+                        for s in specs]
+        self.balance = getattr(cfg, "balance", "round_robin")
+        self.hash_key = getattr(cfg, "hash_key", None) or ""
+        kind, _, key_name = self.hash_key.partition(":")
+        self.key_kind = KEY_KINDS.get(kind, FP_LB_KEY_NONE)
+        self.key_name = key_name.encode("latin-1")
+        cdef uint32_t n = len(self.servers)
+        cdef uint32_t n_primary = sum(1 for s in specs if not s.backup)
+        cdef uint64_t seed = int.from_bytes(os.urandom(8), "little") | 1
+        if fp_lb_init(&self.lb, METHODS[self.balance], n, n_primary, seed) < 0:
+            raise MemoryError()
+        self.busy = <int *>calloc(n or 1, sizeof(int))
+        if self.busy == NULL:
+            raise MemoryError()
+        cdef Server srv
+        cdef uint32_t i
+        # The C side reads each server's load through lb.active: the
+        # connections in use (Server.active minus the pooled idle ones, which
+        # a request can reuse), copied into self.busy by pick().
+        self.track_load = self.lb.method in (FP_LB_LEAST_CONN, FP_LB_RANDOM)
+        for i in range(n):
+            srv = <Server>self.servers[i]
+            self.lb.weight[i] = max(srv.weight, 1)
+            self.lb.max_conns[i] = max(srv.max_conns, 0)
+            self.lb.active[i] = &self.busy[i]
+            if srv.max_conns > 0:
+                self.track_load = True
+        if self.lb.method == FP_LB_IP_HASH or self.lb.method == FP_LB_HASH:
+            build_rings(self)
         self.keepalive = cfg.keepalive
         self.keepalive_requests = cfg.keepalive_requests
         self.keepalive_timeout = cfg.keepalive_timeout
@@ -91,18 +146,113 @@ cdef class Upstream:
             self.host_mode = HOST_LITERAL
             self.host_literal = cfg.host.encode("latin-1")
 
+    def __dealloc__(self):
+        fp_lb_free(&self.lb)
+        free(self.busy)
+
     cdef Server pick(self, const char *buf, const fp_head *h, bytes client_ip,
                      const char *target, size_t tlen):
-        if self.n == 0:
+        cdef const char *key = NULL
+        cdef size_t klen = 0
+        cdef int i
+        cdef uint32_t j
+        cdef Server srv
+        if self.track_load:
+            for j in range(self.lb.n):
+                srv = <Server>PyList_GET_ITEM(self.servers, j)
+                self.busy[j] = srv.active - len(srv.idle)
+        if self.lb.method == FP_LB_IP_HASH:
+            if client_ip is not None:
+                key = client_ip
+                klen = len(client_ip)
+        elif self.lb.method == FP_LB_HASH:
+            if not fp_lb_key(self.key_kind, self.key_name, len(self.key_name), buf, h,
+                             target, tlen, &key, &klen):
+                key = NULL
+        i = fp_lb_pick(&self.lb, key, klen)
+        if i < 0:
             return None
-        self.rr += 1
-        return <Server>self.servers[self.rr % self.n]
+        return <Server>PyList_GET_ITEM(self.servers, i)
 
     def unique_servers(self):
-        seen = {}
-        for s in self.servers:
-            seen.setdefault(id(s), s)
-        return list(seen.values())
+        return list(self.servers)
+
+    def pick_for_test(self, bytes client_ip, bytes head_bytes):
+        """For tests: the address pick() chooses for a raw request head, or None."""
+        t = TestHead(head_bytes)
+        srv = self.pick(t.buf, &t.h, client_ip, t.target, len(t.target))
+        return None if srv is None else srv.address
+
+    def key_for_test(self, bytes head_bytes):
+        """For tests: the hash key balance = "hash" finds in a raw request head."""
+        t = TestHead(head_bytes)
+        cdef const char *key = NULL
+        cdef size_t klen = 0
+        if not fp_lb_key(self.key_kind, self.key_name, len(self.key_name), t.buf, &t.h,
+                         t.target, len(t.target), &key, &klen):
+            return None
+        return PyBytes_FromStringAndSize(key, klen)
+
+
+cdef class TestHead:
+    """A parsed request head laid out like the data plane's (for the test hooks)."""
+    cdef bytes buf
+    cdef bytes target
+    cdef fp_head h
+    cdef fp_header *slots
+
+    def __cinit__(self):
+        self.slots = NULL
+
+    def __init__(self, bytes head_bytes):
+        from fastproxy._http1 import parse_request
+        head = parse_request(head_bytes, framing=False)
+        self.target = head.target
+        parts = []
+        spans = []
+        off = 0
+        for name, value, _ in head.headers:
+            spans.append((off, len(name), off + len(name), len(value)))
+            parts += [name, value]
+            off += len(name) + len(value)
+        self.buf = b"".join(parts)
+        self.slots = <fp_header *>calloc(len(spans) or 1, sizeof(fp_header))
+        if self.slots == NULL:
+            raise MemoryError()
+        for i, (noff, nlen, voff, vlen) in enumerate(spans):
+            self.slots[i].name.off = noff
+            self.slots[i].name.len = nlen
+            self.slots[i].value.off = voff
+            self.slots[i].value.len = vlen
+        self.h.headers = self.slots
+        self.h.max_slots = len(spans)
+        self.h.num_headers = len(spans)
+
+    def __dealloc__(self):
+        free(self.slots)
+
+
+cdef int build_rings(Upstream self) except -1:
+    """The consistent-hash rings, from the servers' configured addresses."""
+    cdef Py_ssize_t n = len(self.servers)
+    names = [(<Server>s).address.encode("utf-8") for s in self.servers]
+    cdef const char **ptrs = <const char **>calloc(n or 1, sizeof(char *))
+    cdef size_t *lens = <size_t *>calloc(n or 1, sizeof(size_t))
+    cdef Py_ssize_t i
+    cdef bytes b
+    try:
+        if ptrs == NULL or lens == NULL:
+            raise MemoryError()
+        for i in range(n):
+            b = names[i]
+            ptrs[i] = b
+            lens[i] = len(b)
+        if fp_lb_build_rings(&self.lb, ptrs, lens) < 0:
+            raise MemoryError()
+    finally:
+        free(ptrs)
+        free(lens)
+    return 0
 
 
 cdef class Route:

@@ -32,6 +32,7 @@ from fastproxy.config_values import (
     parse_cidr,
     parse_duration,
     parse_error_log,
+    parse_hash_key,
     parse_host_pattern,
     parse_host_port,
     parse_path,
@@ -155,7 +156,8 @@ class ServerSpec:
 class UpstreamConfig:
     name: str
     servers: tuple[ServerSpec, ...]
-    balance: Literal["round_robin"] = "round_robin"
+    balance: Literal["round_robin", "least_conn", "ip_hash", "hash", "random"] = "round_robin"
+    hash_key: str | None = None
     keepalive: int = 32
     keepalive_timeout: float = 60.0
     keepalive_requests: int = 1000
@@ -460,9 +462,25 @@ def _servers(chk: _Checker, path: KeyPath, value: Any) -> Any:
     return tuple(out) if ok else _BAD
 
 
+def _check_hash_key(chk: _Checker, path: KeyPath, kw: dict[str, Any]) -> bool:
+    """balance = "hash" needs a hash_key, and a hash_key needs balance = "hash"."""
+    balance = kw.get("balance", "round_robin")
+    if balance == "hash" and "hash_key" not in kw:
+        chk.err(
+            (*path, "balance"),
+            "balance 'hash' needs hash_key ('header:NAME', 'cookie:NAME', 'query:NAME' or 'path')",
+        )
+        return False
+    if balance != "hash" and "hash_key" in kw:
+        chk.err((*path, "hash_key"), f"only used with balance = 'hash' (not {balance!r})")
+        return False
+    return True
+
+
 _UPSTREAM_CONVS: dict[str, Conv] = {
     "servers": _servers,
     "balance": _simple(parse_balance),
+    "hash_key": _simple(parse_hash_key),
     "keepalive": _int(0),
     "keepalive_timeout": _simple(parse_duration),
     "keepalive_requests": _int(1),
@@ -636,6 +654,8 @@ def _build_config(
         if isinstance(value, Mapping) and "servers" not in value:
             chk.err(path, "missing required key 'servers'")
         kw = chk.fields(path, value, _UPSTREAM_CONVS)
+        if kw is not None and not _check_hash_key(chk, path, kw):
+            kw = None
         if kw is not None and "servers" in kw:
             upstreams[str(name)] = UpstreamConfig(name=str(name), **kw)
 

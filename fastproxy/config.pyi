@@ -95,7 +95,8 @@ class ServerSpec:
 class UpstreamConfig:
     name: str
     servers: tuple[ServerSpec, ...]
-    balance: Literal["round_robin"] = "round_robin"
+    balance: Literal["round_robin", "least_conn", "ip_hash", "hash", "random"] = "round_robin"
+    hash_key: str | None = None
     keepalive: int = 32
     keepalive_timeout: float = 60.0
     keepalive_requests: int = 1000

@@ -21,7 +21,8 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 PathSeg = str | int
 KeyPath = tuple[PathSeg, ...]
 
-BALANCE_FUTURE = ("least_conn", "ip_hash", "hash", "random")
+BALANCE_METHODS = ("round_robin", "least_conn", "ip_hash", "hash", "random")
+HASH_KEY_KINDS = ("header", "cookie", "query", "path")
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -354,11 +355,32 @@ def parse_upstream_host(value: object) -> str:
 
 def parse_balance(value: object) -> str:
     text = expect_str(value)
-    if text in BALANCE_FUTURE:
-        raise ValueError(f"balance {text!r} is not yet supported (supported: 'round_robin')")
-    if text != "round_robin":
-        future = ", ".join(BALANCE_FUTURE)
-        raise ValueError(f"must be 'round_robin' (got {text!r}; planned: {future})")
+    if text not in BALANCE_METHODS:
+        methods = ", ".join(repr(m) for m in BALANCE_METHODS)
+        raise ValueError(f"must be one of {methods} (got {text!r})")
+    return text
+
+
+def parse_hash_key(value: object) -> str:
+    """'header:NAME', 'cookie:NAME', 'query:NAME' or 'path' (balance = "hash")."""
+    text = expect_str(value, nonempty=True)
+    kind, sep, name = text.partition(":")
+    if kind not in HASH_KEY_KINDS:
+        kinds = "'header:NAME', 'cookie:NAME', 'query:NAME' or 'path'"
+        raise ValueError(f"must be {kinds} (got {text!r})")
+    if kind == "path":
+        if sep:
+            raise ValueError(f"'path' takes no name (got {text!r})")
+        return text
+    if not name:
+        raise ValueError(f"{kind!r} needs a name, e.g. '{kind}:session' (got {text!r})")
+    if kind == "header":
+        check_header_name(name)
+    elif kind == "cookie":
+        if not _TOKEN_RE.fullmatch(name):
+            raise ValueError(f"cookie name {name!r} must be a token")
+    elif any(c in name for c in "&=#? ") or not name.isprintable() or not name.isascii():
+        raise ValueError(f"query parameter name {name!r} must not contain & = # ? or spaces")
     return text
 
 

@@ -236,6 +236,7 @@ EXPECTED_SERVER_DEFAULTS = {
 }
 EXPECTED_UPSTREAM_DEFAULTS = {
     "balance": "round_robin",
+    "hash_key": None,
     "keepalive": 32,
     "keepalive_timeout": 60.0,
     "keepalive_requests": 1000,
@@ -682,8 +683,10 @@ def test_upstream_full_server_table_and_host_modes() -> None:
 @pytest.mark.parametrize(
     "body, path, fragment",
     [
-        ('balance = "least_conn"', "upstreams.app.balance", "not yet supported"),
-        ('balance = "fastest"', "upstreams.app.balance", "least_conn, ip_hash, hash, random"),
+        ('balance = "fastest"', "upstreams.app.balance", "'least_conn', 'ip_hash', 'hash'"),
+        ("balance = 1", "upstreams.app.balance", "string"),
+        ('balance = "hash"', "upstreams.app.balance", "needs hash_key"),
+        ('hash_key = "path"', "upstreams.app.hash_key", "only used with balance = 'hash'"),
         ("keepalive = -1", "upstreams.app.keepalive", "must be >= 0"),
         ("keepalive = true", "upstreams.app.keepalive", "got boolean"),
         ("keepalive_requests = 0", "upstreams.app.keepalive_requests", "must be >= 1"),
@@ -695,6 +698,39 @@ def test_upstream_full_server_table_and_host_modes() -> None:
 def test_upstream_key_bad(body: str, path: str, fragment: str) -> None:
     issue = one_error(MINIMAL + body + "\n")
     assert (issue.path, issue.line) == (path, 3)
+    assert fragment in issue.message
+
+
+@pytest.mark.parametrize("balance", ["round_robin", "least_conn", "ip_hash", "random"])
+def test_balance_methods(balance: str) -> None:
+    cfg = Config.from_toml(MINIMAL + f'balance = "{balance}"\n')
+    assert (cfg.upstreams["app"].balance, cfg.upstreams["app"].hash_key) == (balance, None)
+
+
+@pytest.mark.parametrize(
+    "hash_key", ["header:X-User", "cookie:session", "query:user", "path", "query:a.b-c_d"]
+)
+def test_hash_key_accepted(hash_key: str) -> None:
+    cfg = Config.from_toml(MINIMAL + f'balance = "hash"\nhash_key = "{hash_key}"\n')
+    assert (cfg.upstreams["app"].balance, cfg.upstreams["app"].hash_key) == ("hash", hash_key)
+
+
+@pytest.mark.parametrize(
+    "hash_key, fragment",
+    [
+        ("", "must not be empty"),
+        ("user", "'header:NAME', 'cookie:NAME', 'query:NAME' or 'path'"),
+        ("ip:x", "'header:NAME'"),
+        ("header:", "needs a name"),
+        ("header:X User", "header"),
+        ("cookie:a;b", "token"),
+        ("query:a&b", "must not contain"),
+        ("path:x", "takes no name"),
+    ],
+)
+def test_hash_key_bad(hash_key: str, fragment: str) -> None:
+    issue = one_error(MINIMAL + f'balance = "hash"\nhash_key = "{hash_key}"\n')
+    assert (issue.path, issue.line) == ("upstreams.app.hash_key", 4)
     assert fragment in issue.message
 
 
@@ -974,7 +1010,7 @@ def test_multiple_errors_are_all_collected_in_line_order() -> None:
 
         [upstreams.app]
         servers = ["127.0.0.1:99999"]
-        balance = "random"
+        balance = "fastest"
 
         [[routes]]
         upstream = "nope"

@@ -1,0 +1,24 @@
+/* fp_lb_least.c - least connections: the usable server with the fewest
+ * live connections relative to its weight (active/weight, compared by
+ * cross-multiplying); ties go round-robin by starting the scan one further
+ * along each time.  Counts are this worker's (Server.active). */
+#include "fp_lb.h"
+
+int fp_lb_least_pick(fp_lb *lb, uint32_t lo, uint32_t hi, const char *key, size_t klen) {
+    (void)key;
+    (void)klen;
+    uint32_t n = hi - lo;
+    if (n == 0)
+        return -1;
+    uint32_t start = lb->rr++ % n;
+    int best = -1;
+    for (uint32_t k = 0; k < n; k++) {
+        uint32_t i = lo + (start + k) % n;
+        if (!fp_lb_usable(lb, i))
+            continue;
+        if (best < 0 || (int64_t)*lb->active[i] * lb->weight[best] <
+                            (int64_t)*lb->active[best] * lb->weight[i])
+            best = (int)i;
+    }
+    return best;
+}
