@@ -139,54 +139,47 @@ def parse_response(bytes data, *, bytes request_method=b"GET", int max_line=8192
                  _METHODS.get(request_method, FP_M_OTHER))
 
 
+cdef int64_t scan(bytes data, bint request, int max_line, int max_head,
+                  int max_headers) except -2:
+    """Parse into C slots and decide the framing, as the data plane does."""
+    cdef fp_header slots[MAX_SLOTS]
+    cdef fp_head h
+    cdef fp_limits lim
+    cdef fp_framing fr
+    cdef int64_t rc
+    cdef int frc
+    lim.max_line = max_line
+    lim.max_head = max_head
+    lim.max_headers = max_headers
+    h.headers = slots
+    h.max_slots = MAX_SLOTS
+    if request:
+        rc = fp_parse_request(data, len(data), &h, &lim, NULL)
+    else:
+        rc = fp_parse_response(data, len(data), &h, &lim, NULL)
+    if rc == FP_INCOMPLETE:
+        return 0
+    if rc < 0:
+        raise ParseError(<int>rc)
+    if request:
+        frc = fp_request_framing(data, &h, &fr)
+    else:
+        frc = fp_response_framing(data, &h, FP_M_GET, &fr)
+    if frc != 0:
+        raise ParseError(frc)
+    return rc
+
+
 def scan_request(bytes data, int max_line=8192, int max_head=65536, int max_headers=100):
     """What the data plane does per request head, called from Python: parse
     into C slots and decide the framing, building no Python object but the
     returned int (head length; 0 = incomplete).  Raises ParseError."""
-    cdef fp_header slots[MAX_SLOTS]
-    cdef fp_head h
-    cdef fp_limits lim
-    cdef fp_framing fr
-    cdef int64_t rc
-    cdef int frc
-    lim.max_line = max_line
-    lim.max_head = max_head
-    lim.max_headers = max_headers
-    h.headers = slots
-    h.max_slots = MAX_SLOTS
-    rc = fp_parse_request(data, len(data), &h, &lim, NULL)
-    if rc == FP_INCOMPLETE:
-        return 0
-    if rc < 0:
-        raise ParseError(<int>rc)
-    frc = fp_request_framing(data, &h, &fr)
-    if frc != 0:
-        raise ParseError(frc)
-    return rc
+    return scan(data, True, max_line, max_head, max_headers)
 
 
 def scan_response(bytes data, int max_line=8192, int max_head=65536, int max_headers=100):
     """scan_request for a response head to a GET."""
-    cdef fp_header slots[MAX_SLOTS]
-    cdef fp_head h
-    cdef fp_limits lim
-    cdef fp_framing fr
-    cdef int64_t rc
-    cdef int frc
-    lim.max_line = max_line
-    lim.max_head = max_head
-    lim.max_headers = max_headers
-    h.headers = slots
-    h.max_slots = MAX_SLOTS
-    rc = fp_parse_response(data, len(data), &h, &lim, NULL)
-    if rc == FP_INCOMPLETE:
-        return 0
-    if rc < 0:
-        raise ParseError(<int>rc)
-    frc = fp_response_framing(data, &h, FP_M_GET, &fr)
-    if frc != 0:
-        raise ParseError(frc)
-    return rc
+    return scan(data, False, max_line, max_head, max_headers)
 
 
 cdef class RequestParser:

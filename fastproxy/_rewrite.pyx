@@ -4,17 +4,10 @@ the micro-benchmarks.  The data plane calls the C directly."""
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport int64_t
-from libc.stdlib cimport free, malloc
 
 from fastproxy._tables cimport HeaderRules
+from fastproxy._tables cimport normalize_path as _normalize_path
 from fastproxy.fp_http1 cimport *
-from fastproxy.fp_path cimport (
-    FP_PATH_ABOVE_ROOT,
-    FP_PATH_BAD_ESCAPE,
-    FP_PATH_NOT_ABS,
-    FP_PATH_NUL,
-    fp_normalize_path,
-)
 from fastproxy.fp_rewrite cimport *
 
 DEF SLOTS = 256
@@ -29,20 +22,7 @@ class _Rules:
 
 def normalize_path(bytes path):
     """The path routing matches on; ValueError when it can't be made safe."""
-    cdef char *out = <char *>malloc(len(path) + 1)
-    cdef int64_t n
-    if out == NULL:
-        raise MemoryError()
-    try:
-        n = fp_normalize_path(path, len(path), out)
-        if n < 0:
-            raise ValueError({FP_PATH_BAD_ESCAPE: "bad percent-escape",
-                              FP_PATH_NUL: "encoded NUL",
-                              FP_PATH_ABOVE_ROOT: "dot-segment above the root",
-                              FP_PATH_NOT_ABS: "not an absolute path"}[n])
-        return PyBytes_FromStringAndSize(out, n)
-    finally:
-        free(out)
+    return _normalize_path(path)
 
 
 cdef fp_str S(bytes b):
@@ -52,6 +32,28 @@ cdef fp_str S(bytes b):
     return s
 
 
+cdef int parse_for_rewrite(bytes raw, bint request, int method, fp_head *h,
+                           fp_header *slots, fp_framing *fr) except -1:
+    """Parse a whole head into `slots` and frame it; ValueError when invalid."""
+    cdef fp_limits lim
+    cdef int64_t rc
+    lim.max_line = 65536
+    lim.max_head = 1 << 20
+    lim.max_headers = SLOTS
+    h.headers = slots
+    h.max_slots = SLOTS
+    if request:
+        rc = fp_parse_request(raw, len(raw), h, &lim, NULL)
+    else:
+        rc = fp_parse_response(raw, len(raw), h, &lim, NULL)
+    if rc < 0:
+        raise ValueError(fp_error_name(<int>rc).decode())
+    rc = fp_request_framing(raw, h, fr) if request else fp_response_framing(raw, h, method, fr)
+    if rc != 0:
+        raise ValueError("bad framing")
+    return 0
+
+
 def rewrite_request(bytes raw, *, bytes client_ip=b"127.0.0.1", bint trusted=False,
                     bint xff_replace=False, bint x_forwarded=True, bint forwarded=False,
                     bint via=False, bytes via_name=b"fastproxy", host=None, target=None,
@@ -59,21 +61,10 @@ def rewrite_request(bytes raw, *, bytes client_ip=b"127.0.0.1", bint trusted=Fal
     """Parse `raw` as a request head and return what fastproxy sends upstream."""
     cdef fp_header slots[SLOTS]
     cdef fp_head h
-    cdef fp_limits lim
     cdef fp_framing fr
     cdef fp_req_rw rw
     cdef fp_wbuf out
-    cdef int64_t rc
-    lim.max_line = 65536
-    lim.max_head = 1 << 20
-    lim.max_headers = SLOTS
-    h.headers = slots
-    h.max_slots = SLOTS
-    rc = fp_parse_request(raw, len(raw), &h, &lim, NULL)
-    if rc < 0:
-        raise ValueError(fp_error_name(<int>rc).decode())
-    if fp_request_framing(raw, &h, &fr) != 0:
-        raise ValueError("bad framing")
+    parse_for_rewrite(raw, True, FP_M_OTHER, &h, slots, &fr)
     orig_host = raw[h.headers[h.host_index].value.off:h.headers[h.host_index].value.off
                     + h.headers[h.host_index].value.len] if h.host_index >= 0 else b""
     host_b = orig_host if host is None else host
@@ -109,22 +100,11 @@ def rewrite_response(bytes raw, *, bytes request_method=b"GET", int client_minor
     """Parse `raw` as a response head and return what fastproxy sends the client."""
     cdef fp_header slots[SLOTS]
     cdef fp_head h
-    cdef fp_limits lim
     cdef fp_framing fr
     cdef fp_resp_rw rw
     cdef fp_wbuf out
-    cdef int64_t rc
-    lim.max_line = 65536
-    lim.max_head = 1 << 20
-    lim.max_headers = SLOTS
-    h.headers = slots
-    h.max_slots = SLOTS
-    rc = fp_parse_response(raw, len(raw), &h, &lim, NULL)
-    if rc < 0:
-        raise ValueError(fp_error_name(<int>rc).decode())
     m = {b"HEAD": FP_M_HEAD, b"GET": FP_M_GET}.get(request_method, FP_M_OTHER)
-    if fp_response_framing(raw, &h, m, &fr) != 0:
-        raise ValueError("bad framing")
+    parse_for_rewrite(raw, False, m, &h, slots, &fr)
     via_b = b"1.1 " + via_name
     rules = HeaderRules(_Rules(set, add, remove))
     rw.flags = (FP_RW_CLOSE if close else 0) | (FP_RW_VIA if via else 0)

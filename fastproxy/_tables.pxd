@@ -85,3 +85,6 @@ cdef enum:
     HOST_PASS = 0
     HOST_UPSTREAM = 1
     HOST_LITERAL = 2
+
+
+cdef bytes normalize_path(bytes path)

@@ -15,7 +15,13 @@ from fastproxy.fp_lb cimport (
     FP_LB_KEY_PATH, FP_LB_KEY_QUERY, FP_LB_LEAST_CONN, FP_LB_RANDOM, FP_LB_ROUND_ROBIN,
     fp_lb_build_rings, fp_lb_free, fp_lb_init, fp_lb_key, fp_lb_pick,
 )
-from fastproxy.fp_path cimport fp_normalize_path
+from fastproxy.fp_path cimport (
+    FP_PATH_ABOVE_ROOT,
+    FP_PATH_BAD_ESCAPE,
+    FP_PATH_NOT_ABS,
+    FP_PATH_NUL,
+    fp_normalize_path,
+)
 
 DEF MAX_HOST = 255
 
@@ -264,7 +270,7 @@ cdef class Route:
         self.wildcard = host.startswith("*.")
         # IDNA refuses an empty first label, so encode the suffix without its dot
         self.host = (b"." + host[2:].encode("idna")) if self.wildcard else host.encode("idna")
-        self.prefix = normalized_prefix(cfg.path_prefix.encode())
+        self.prefix = normalize_path(cfg.path_prefix.encode())  # compared with normalised paths
         self.upstream = upstream
         self.return_status = cfg.return_status or 0
         self.body = (cfg.body or "").encode()
@@ -281,16 +287,22 @@ cdef class Route:
         self.resp_rules = HeaderRules(cfg.response_headers)
 
 
-cdef bytes normalized_prefix(bytes prefix):
-    """Prefixes are compared with normalised paths, so normalise them too."""
-    cdef char *out = <char *>malloc(len(prefix) + 1)
+PATH_ERRORS = {FP_PATH_BAD_ESCAPE: "bad percent-escape", FP_PATH_NUL: "encoded NUL",
+               FP_PATH_ABOVE_ROOT: "dot-segment above the root",
+               FP_PATH_NOT_ABS: "not an absolute path"}
+
+
+cdef bytes normalize_path(bytes path):
+    """The path routing matches on (csrc/fp_path.h); ValueError naming why
+    when it cannot be made safe."""
+    cdef char *out = <char *>malloc(len(path) + 1)
     cdef int64_t n
     if out == NULL:
         raise MemoryError()
     try:
-        n = fp_normalize_path(prefix, len(prefix), out)
+        n = fp_normalize_path(path, len(path), out)
         if n < 0:
-            raise ValueError(f"path_prefix {prefix!r} cannot be normalised")
+            raise ValueError(PATH_ERRORS[n])
         return PyBytes_FromStringAndSize(out, n)
     finally:
         free(out)
