@@ -31,6 +31,49 @@ static int named_by_connection(const char *buf, const fp_head *h, const char *na
     return 0;
 }
 
+/* The field names listed by Connection, collected once per head (the
+ * rewrite asks for every field).  close, keep-alive and upgrade are left
+ * out: they name nothing, or fields that are hop-by-hop anyway.  More than
+ * FP_CONN_MAX names falls back to scanning. */
+#define FP_CONN_MAX 16
+typedef struct {
+    fp_str name[FP_CONN_MAX];
+    int n;
+    int overflow;
+} conn_list;
+
+static void collect_connection(const char *buf, const fp_head *h, conn_list *cl)
+{
+    cl->n = 0;
+    cl->overflow = 0;
+    for (uint32_t i = 0; i < h->num_headers; i++) {
+        const fp_header *f = &h->headers[i];
+        if (f->id != FP_H_CONNECTION) continue;
+        const char *v = buf + f->value.off, *e = v + f->value.len;
+        while (v < e) {
+            while (v < e && (*v == ' ' || *v == '\t' || *v == ',')) v++;
+            const char *t = v;
+            while (v < e && *v != ',' && *v != ' ' && *v != '\t') v++;
+            size_t n = (size_t)(v - t);
+            if (n == 0 || name_eq(t, n, "close", 5) || name_eq(t, n, "keep-alive", 10) ||
+                name_eq(t, n, "upgrade", 7)) continue;
+            if (cl->n == FP_CONN_MAX) { cl->overflow = 1; return; }
+            cl->name[cl->n].p = t;
+            cl->name[cl->n].n = (uint32_t)n;
+            cl->n++;
+        }
+    }
+}
+
+static int in_connection(const conn_list *cl, const char *buf, const fp_head *h,
+                         const char *name, size_t n)
+{
+    if (cl->overflow) return named_by_connection(buf, h, name, n);
+    for (int i = 0; i < cl->n; i++)
+        if (name_eq(cl->name[i].p, cl->name[i].n, name, n)) return 1;
+    return 0;
+}
+
 static int in_rules(const fp_kv *kv, uint32_t n, const char *name, size_t len)
 {
     for (uint32_t i = 0; i < n; i++)
@@ -79,32 +122,25 @@ static int hop_by_hop(int id, int upgrade)
 
 /* Common filter: 1 when field i must not be copied. */
 static int dropped(const char *buf, const fp_head *h, const fp_header *f, int upgrade,
-                   int conn_tokens, const fp_rules *r)
+                   const conn_list *cl, const fp_rules *r)
 {
     if (hop_by_hop(f->id, upgrade)) return 1;
     const char *n = buf + f->name.off;
     /* On an upgrade, Connection names Upgrade: that one must survive. */
     int keep_upgrade = upgrade && f->id == FP_H_UPGRADE;
-    if (conn_tokens && !keep_upgrade && named_by_connection(buf, h, n, f->name.len)) return 1;
+    if (cl->n && !keep_upgrade && in_connection(cl, buf, h, n, f->name.len)) return 1;
     if (r && (in_rules(r->remove, r->n_remove, n, f->name.len) ||
               in_rules(r->set, r->n_set, n, f->name.len))) return 1;
     return 0;
 }
 
-static int has_connection_field(const fp_head *h)
-{
-    for (uint32_t i = 0; i < h->num_headers; i++)
-        if (h->headers[i].id == FP_H_CONNECTION) return 1;
-    return 0;
-}
-
 /* Join every value of field `id` with ", " then append `extra` (if any). */
-static int put_joined(fp_wbuf *o, const char *buf, const fp_head *h, int id, const char *name,
-                      size_t nl, int keep_old, fp_str extra)
+static int put_joined(fp_wbuf *o, const char *buf, const fp_head *h, const conn_list *cl,
+                      int id, const char *name, size_t nl, int keep_old, fp_str extra)
 {
     int any = 0;
     if (fp_wbuf_put(o, name, nl) || fp_wbuf_lit(o, ": ")) return -1;
-    if (keep_old && !named_by_connection(buf, h, name, nl)) {
+    if (keep_old && !in_connection(cl, buf, h, name, nl)) {
         for (uint32_t i = 0; i < h->num_headers; i++) {
             const fp_header *f = &h->headers[i];
             if (f->id != id || f->value.len == 0) continue;
@@ -120,10 +156,11 @@ static int put_joined(fp_wbuf *o, const char *buf, const fp_head *h, int id, con
     return fp_wbuf_lit(o, "\r\n");
 }
 
-static int first_value(const char *buf, const fp_head *h, int id, fp_str *v)
+static int first_value(const char *buf, const fp_head *h, const conn_list *cl, int id,
+                       fp_str *v)
 {
     const char *name = fp_header_name(id);
-    if (named_by_connection(buf, h, name, strlen(name))) return 0;
+    if (in_connection(cl, buf, h, name, strlen(name))) return 0;
     for (uint32_t i = 0; i < h->num_headers; i++)
         if (h->headers[i].id == id) {
             v->p = buf + h->headers[i].value.off;
@@ -153,7 +190,8 @@ static int ruled(const fp_rules *r, const char *name, size_t n)
 #define NAME(s) s, sizeof(s) - 1
 
 /* Forwarding fields (X-Forwarded-*, X-Real-IP, Forwarded, Via). */
-static int put_forwarding(fp_wbuf *o, const char *buf, const fp_head *h, const fp_req_rw *rw)
+static int put_forwarding(fp_wbuf *o, const char *buf, const fp_head *h, const conn_list *cl,
+                          const fp_req_rw *rw)
 {
     int trusted = (rw->flags & FP_RW_TRUSTED) != 0;
     const fp_rules *r = rw->rules;
@@ -161,15 +199,15 @@ static int put_forwarding(fp_wbuf *o, const char *buf, const fp_head *h, const f
     if (rw->flags & FP_RW_X_FORWARDED) {
         int keep = trusted && !(rw->flags & FP_RW_XFF_REPLACE);
         if (!ruled(r, NAME("X-Forwarded-For")) &&
-            put_joined(o, buf, h, FP_H_X_FORWARDED_FOR, NAME("X-Forwarded-For"), keep,
+            put_joined(o, buf, h, cl, FP_H_X_FORWARDED_FOR, NAME("X-Forwarded-For"), keep,
                        rw->client_ip)) return -1;
-        if (!(trusted && first_value(buf, h, FP_H_X_REAL_IP, &v))) v = rw->client_ip;
+        if (!(trusted && first_value(buf, h, cl, FP_H_X_REAL_IP, &v))) v = rw->client_ip;
         if (!ruled(r, NAME("X-Real-IP")) && put_field(o, NAME("X-Real-IP"), v.p, v.n))
             return -1;
-        if (!(trusted && first_value(buf, h, FP_H_X_FORWARDED_PROTO, &v))) v = rw->proto;
+        if (!(trusted && first_value(buf, h, cl, FP_H_X_FORWARDED_PROTO, &v))) v = rw->proto;
         if (!ruled(r, NAME("X-Forwarded-Proto")) &&
             put_field(o, NAME("X-Forwarded-Proto"), v.p, v.n)) return -1;
-        if (!(trusted && first_value(buf, h, FP_H_X_FORWARDED_HOST, &v))) v = rw->orig_host;
+        if (!(trusted && first_value(buf, h, cl, FP_H_X_FORWARDED_HOST, &v))) v = rw->orig_host;
         if (v.n && !ruled(r, NAME("X-Forwarded-Host")) &&
             put_field(o, NAME("X-Forwarded-Host"), v.p, v.n)) return -1;
     }
@@ -196,11 +234,11 @@ static int put_forwarding(fp_wbuf *o, const char *buf, const fp_head *h, const f
             memcpy(tmp + n, rw->proto.p, rw->proto.n); n += rw->proto.n;
         }
         if (!ruled(r, NAME("Forwarded")) &&
-            put_joined(o, buf, h, FP_H_FORWARDED, NAME("Forwarded"), trusted,
+            put_joined(o, buf, h, cl, FP_H_FORWARDED, NAME("Forwarded"), trusted,
                        (fp_str){tmp, (uint32_t)n})) return -1;
     }
     if ((rw->flags & FP_RW_VIA) && !ruled(r, NAME("Via")))
-        if (put_joined(o, buf, h, FP_H_VIA, NAME("Via"), 1, rw->via)) return -1;
+        if (put_joined(o, buf, h, cl, FP_H_VIA, NAME("Via"), 1, rw->via)) return -1;
     return 0;
 }
 
@@ -213,7 +251,8 @@ static int forwarding_id(int id)
 int fp_rewrite_request(fp_wbuf *o, const char *buf, const fp_head *h, const fp_req_rw *rw)
 {
     int upgrade = (rw->flags & FP_RW_UPGRADE) != 0;
-    int conn_tokens = has_connection_field(h);
+    conn_list cl;
+    collect_connection(buf, h, &cl);
     const fp_rules *r = rw->rules;
     if (fp_wbuf_reserve(o, h->head_len + 256)) return -1;
     if (fp_wbuf_put(o, buf + h->method.off, h->method.len) || fp_wbuf_lit(o, " ") ||
@@ -230,11 +269,11 @@ int fp_rewrite_request(fp_wbuf *o, const char *buf, const fp_head *h, const fp_r
         if (f->id == FP_H_FORWARDED &&
             ((rw->flags & FP_RW_FORWARDED) || !(rw->flags & FP_RW_TRUSTED))) continue;
         if ((rw->flags & FP_RW_VIA) && f->id == FP_H_VIA) continue;
-        if (dropped(buf, h, f, upgrade, conn_tokens, r)) continue;
+        if (dropped(buf, h, f, upgrade, &cl, r)) continue;
         if (put_field(o, buf + f->name.off, f->name.len, buf + f->value.off, f->value.len))
             return -1;
     }
-    if (put_forwarding(o, buf, h, rw) || put_rules(o, r) ||
+    if (put_forwarding(o, buf, h, &cl, rw) || put_rules(o, r) ||
         put_framing(o, rw->body_kind, rw->length)) return -1;
     if (upgrade && fp_wbuf_lit(o, "Connection: upgrade\r\n")) return -1;
     return fp_wbuf_lit(o, "\r\n");
@@ -243,7 +282,8 @@ int fp_rewrite_request(fp_wbuf *o, const char *buf, const fp_head *h, const fp_r
 int fp_rewrite_response(fp_wbuf *o, const char *buf, const fp_head *h, const fp_resp_rw *rw)
 {
     int upgrade = (rw->flags & FP_RW_UPGRADE) != 0;
-    int conn_tokens = has_connection_field(h);
+    conn_list cl;
+    collect_connection(buf, h, &cl);
     const fp_rules *r = rw->rules;
     /* We frame the body ourselves unless it has none (HEAD, 204, 304):
      * then the origin's Content-Length still describes the resource. */
@@ -256,7 +296,7 @@ int fp_rewrite_response(fp_wbuf *o, const char *buf, const fp_head *h, const fp_
         const fp_header *f = &h->headers[i];
         if (own_framing && f->id == FP_H_CONTENT_LENGTH) continue;
         if ((rw->flags & FP_RW_VIA) && f->id == FP_H_VIA) continue;
-        if (dropped(buf, h, f, upgrade, conn_tokens, r)) continue;
+        if (dropped(buf, h, f, upgrade, &cl, r)) continue;
         if (put_field(o, buf + f->name.off, f->name.len, buf + f->value.off, f->value.len))
             return -1;
     }
@@ -265,7 +305,7 @@ int fp_rewrite_response(fp_wbuf *o, const char *buf, const fp_head *h, const fp_
         via.flags = FP_RW_VIA;
         via.via = rw->via;
         via.rules = r;
-        if (put_forwarding(o, buf, h, &via)) return -1;
+        if (put_forwarding(o, buf, h, &cl, &via)) return -1;
     }
     if (put_rules(o, r) || put_framing(o, rw->body_kind, rw->length)) return -1;
     if (upgrade) {
