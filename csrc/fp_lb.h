@@ -8,7 +8,11 @@
  * max_conns[i]; `active` points at each server's count of connections in
  * use in this worker (fastproxy/_tables.pyx: Server.active minus the idle
  * pooled ones, refreshed before each pick; per worker: workers do not see
- * each other's load).
+ * each other's load).  A server is also unusable while marked down by the
+ * health checks: `down`, when not NULL, holds per server a pointer to its
+ * flag in the shared stats region (1 = down; written by the master only),
+ * or NULL for a server without a flag.  down == NULL (no region, e.g. an
+ * embedded single-process proxy): every server is up.
  * fp_lb_pick tries the primaries, then (only if no primary is usable) the
  * backups, and returns -1 when no server at all is usable.
  */
@@ -60,6 +64,7 @@ struct fp_lb {
     int32_t *max_conns;    /* 0 = unlimited */
     int64_t *current;      /* smooth weighted round-robin state */
     int **active;          /* live upstream connections, this worker */
+    const uint8_t **down;  /* health flags (1 = down), or NULL: all up */
     uint32_t rr;           /* round-robin cursor (least_conn ties) */
     uint64_t rng;          /* xorshift64* state, never 0 */
     fp_lb_ring ring[2];    /* consistent-hash rings: primaries, backups */
@@ -77,6 +82,9 @@ int fp_lb_build_rings(fp_lb *lb, const char *const *names, const size_t *name_le
 int fp_lb_pick(fp_lb *lb, const char *key, size_t klen);
 
 static inline int fp_lb_usable(const fp_lb *lb, uint32_t i) {
+    if (lb->down != NULL && lb->down[i] != NULL &&
+        *(const volatile uint8_t *)lb->down[i])
+        return 0;
     return lb->max_conns[i] == 0 || *lb->active[i] < lb->max_conns[i];
 }
 

@@ -21,7 +21,7 @@
 #include <stdint.h>
 
 #define FP_STATS_MAGIC UINT64_C(0x66707374617473)  /* "fpstats" */
-#define FP_STATS_VERSION 1
+#define FP_STATS_VERSION 2
 #define FP_STATS_SLOTS 65          /* slot 0 retired + up to 64 live workers */
 #define FP_STATS_ROUTES 128
 #define FP_STATS_SERVERS 256
@@ -68,6 +68,9 @@ typedef struct {
     uint64_t version;
     uint64_t generation;           /* current config generation (master)      */
     double started;                /* master start, Unix time                  */
+    /* Health-check verdicts by server index: 1 = down.  Written by the
+     * master only (fastproxy/health.py); workers read a byte per pick. */
+    uint8_t down[FP_STATS_SERVERS];
     fp_worker_stats slot[FP_STATS_SLOTS];
 } fp_stats_region;
 

@@ -1,7 +1,7 @@
 # Per-worker runtime the protocols read: limits, timeouts, forwarding
 # policy, the compiled router, the set of live connections (for the timeout
 # sweep and graceful stop) and the log sinks.
-from libc.stdint cimport uint32_t, uint64_t
+from libc.stdint cimport uint8_t, uint32_t, uint64_t
 
 from fastproxy._tables cimport Router
 from fastproxy.fp_http1 cimport fp_limits
@@ -34,6 +34,7 @@ cdef class Runtime:
     cdef fp_worker_stats *st           # this worker's counters (shared slot or own)
     cdef fp_worker_stats own           # used when no shared region is attached
     cdef object region                 # keeps the shared region alive
+    cdef const uint8_t *down           # the region's health flags, or NULL
     cdef public object stats_index     # StatsIndex numbering routes and servers
 
     cdef bint is_trusted(self, object ip)

@@ -30,6 +30,7 @@ cdef class Runtime:
     def __cinit__(self, *args, **kwargs):
         memset(&self.own, 0, sizeof(fp_worker_stats))
         self.st = &self.own
+        self.down = NULL
 
     def __init__(self, config, loop, log=None, stats_index=None):
         self.loop = loop
@@ -49,6 +50,7 @@ cdef class Runtime:
         router is safe in the middle of traffic."""
         s = config.server
         self.router = Router(config, self.stats_index)
+        self.router.set_down(self.down)
         self.stats_index = self.router.index
         self.req_limits.max_line = s.max_request_line
         self.req_limits.max_head = s.max_header_size
@@ -80,6 +82,8 @@ cdef class Runtime:
         """Count into `slot` of the shared region from now on."""
         self.region = region
         self.st = region.slot_ptr(slot)
+        self.down = region.down_ptr()       # servers marked down by the master's checks
+        self.router.set_down(self.down)
 
     def local_stats(self):
         """This runtime's counters (single-process use, tests)."""

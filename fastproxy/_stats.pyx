@@ -5,6 +5,7 @@ slot per worker process, read and summed by the master for /metrics and
 
 import time
 
+from libc.stdint cimport uint8_t
 from libc.string cimport memset
 from posix.mman cimport MAP_ANONYMOUS, MAP_FAILED, MAP_SHARED, PROT_READ, PROT_WRITE
 from posix.mman cimport mmap, munmap
@@ -71,6 +72,21 @@ cdef class StatsRegion:
 
     cdef fp_worker_stats *slot_ptr(self, int i):
         return &self.region.slot[i]
+
+    cdef const uint8_t *down_ptr(self):
+        return self.region.down
+
+    def set_down(self, int index, bint down):
+        """Master only (health checks): mark server `index` down or up; every
+        worker's balancer sees it on its next pick."""
+        if not 0 <= index < FP_STATS_SERVERS:
+            raise IndexError(index)
+        self.region.down[index] = 1 if down else 0
+
+    def is_down(self, int index):
+        if not 0 <= index < FP_STATS_SERVERS:
+            raise IndexError(index)
+        return self.region.down[index] != 0
 
     @property
     def generation(self):
@@ -154,5 +170,7 @@ cdef class StatsRegion:
                                 "requests": sum(w.requests[k] for k in range(6)),
                                 "connections_active": w.connections_active,
                                 "connections_total": w.connections_total})
+        down = [i for i in range(FP_STATS_SERVERS) if self.region.down[i]]
         return {"generation": self.region.generation, "started": self.region.started,
-                "totals": tot, "routes": routes, "servers": servers, "workers": workers}
+                "down": down, "totals": tot, "routes": routes, "servers": servers,
+                "workers": workers}

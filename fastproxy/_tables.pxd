@@ -1,6 +1,8 @@
 # Compiled configuration the data plane reads per request: routes, upstreams,
 # servers with their keep-alive pools, header rules as C arrays.  Python
 # builds these once per config (build_router); protocols only read them.
+from libc.stdint cimport uint8_t
+
 from fastproxy.fp_http1 cimport fp_head
 from fastproxy.fp_lb cimport fp_lb
 from fastproxy.fp_rewrite cimport fp_kv, fp_rules
@@ -35,6 +37,7 @@ cdef class Upstream:
     cdef readonly str hash_key
     cdef fp_lb lb                   # the C balancing table (csrc/fp_lb.h)
     cdef int *busy                  # per server: active - idle, refreshed by pick
+    cdef const uint8_t **downs      # per server: its health flag in the stats region
     cdef bint track_load            # least_conn/random or some max_conns: refresh busy
     cdef int key_kind               # FP_LB_KEY_* for balance = "hash"
     cdef bytes key_name             # header / cookie / query parameter name
@@ -51,6 +54,9 @@ cdef class Upstream:
     # text; target/tlen: the request-target as received.  None = no server.
     cdef Server pick(self, const char *buf, const fp_head *h, bytes client_ip,
                      const char *target, size_t tlen)
+    # Read the servers' health flags (1 = down) from down[stats_index]: the
+    # shared stats region's down array; NULL = no flags, every server up.
+    cdef void set_down(self, const uint8_t *down)
 
 
 cdef class Route:
@@ -79,6 +85,7 @@ cdef class Router:
     cdef readonly dict upstreams
     cdef readonly object index      # the StatsIndex that numbered routes and servers
     cdef Route match(self, const char *host, size_t hlen, const char *path, size_t plen)
+    cdef void set_down(self, const uint8_t *down)  # Upstream.set_down on every upstream
 
 
 cdef enum:

@@ -6,7 +6,7 @@ import os
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.list cimport PyList_GET_ITEM
 from libc.stdlib cimport calloc, free, malloc
-from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcmp
 
 from fastproxy.fp_http1 cimport fp_head, fp_header
@@ -101,7 +101,9 @@ cdef class Upstream:
     def __cinit__(self):
         self.lb.n = 0
         self.lb.active = NULL
+        self.lb.down = NULL
         self.busy = NULL
+        self.downs = NULL
 
     def __init__(self, cfg, index):
         self.name = cfg.name
@@ -121,7 +123,8 @@ cdef class Upstream:
         if fp_lb_init(&self.lb, METHODS[self.balance], n, n_primary, seed) < 0:
             raise MemoryError()
         self.busy = <int *>calloc(n or 1, sizeof(int))
-        if self.busy == NULL:
+        self.downs = <const uint8_t **>calloc(n or 1, sizeof(uint8_t *))
+        if self.busy == NULL or self.downs == NULL:
             raise MemoryError()
         cdef Server srv
         cdef uint32_t i
@@ -155,6 +158,16 @@ cdef class Upstream:
     def __dealloc__(self):
         fp_lb_free(&self.lb)
         free(self.busy)
+        free(self.downs)
+
+    cdef void set_down(self, const uint8_t *down):
+        cdef uint32_t i
+        if down == NULL or self.downs == NULL:
+            self.lb.down = NULL
+            return
+        for i in range(self.lb.n):
+            self.downs[i] = down + (<Server>PyList_GET_ITEM(self.servers, i)).stats_index
+        self.lb.down = self.downs
 
     cdef Server pick(self, const char *buf, const fp_head *h, bytes client_ip,
                      const char *target, size_t tlen):
@@ -182,6 +195,14 @@ cdef class Upstream:
 
     def unique_servers(self):
         return list(self.servers)
+
+    def down_for_test(self, bytearray flags):
+        """For tests: read the health flags from `flags` (indexed by stats_index,
+        which must outlive this upstream's use of it); None: all up."""
+        cdef const uint8_t *p = NULL
+        if flags is not None:
+            p = <const uint8_t *><char *>flags
+        self.set_down(p)
 
     def pick_for_test(self, bytes client_ip, bytes head_bytes):
         """For tests: the address pick() chooses for a raw request head, or None."""
@@ -345,6 +366,11 @@ cdef class Router:
             lst.sort(key=prefix_len)
         self.wildcards = sorted(wild.items(), key=lambda kv: -len(kv[0]))
         self.has_hosts = bool(self.exact or self.wildcards)
+
+    cdef void set_down(self, const uint8_t *down):
+        cdef Upstream u
+        for u in self.upstreams.values():
+            u.set_down(down)
 
     cdef Route match(self, const char *host, size_t hlen, const char *path, size_t plen):
         """Host tier first (exact, then the longest wildcard suffix, then any

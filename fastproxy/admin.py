@@ -199,6 +199,19 @@ def render_metrics(
         key=lambda item: item[1],
     )
     empty = {"requests": 0, "failures": 0, "buckets": [0] * len(BUCKET_BOUNDS), "count": 0}
+    down = set(snapshot.get("down", ()))
+
+    w.family(
+        "fastproxy_upstream_server_up",
+        "gauge",
+        "1 when an upstream server is up, 0 while the health checks mark it down.",
+    )
+    for (upstream, server), i in server_names:
+        w.sample(
+            "fastproxy_upstream_server_up",
+            (("upstream", upstream), ("server", server)),
+            0 if i in down else 1,
+        )
 
     w.family(
         "fastproxy_upstream_requests_total",
@@ -301,19 +314,21 @@ def render_status(
         "errors": tot["errors"],
     }
     server_stats = snapshot.get("servers", {})
+    down = set(snapshot.get("down", ()))
     upstreams: dict[str, Any] = {}
     for name, up in config.upstreams.items():
         entries = []
         for spec in up.servers:
             address = str(spec.address)
-            i = None if spec.backup else servers.get((name, address))
+            index = servers.get((name, address))
+            i = None if spec.backup else index
             s = server_stats.get(i, {}) if i is not None else {}
             entries.append(
                 {
                     "address": address,
                     "weight": spec.weight,
                     "backup": spec.backup,
-                    "state": "up",  # health checks are not built yet
+                    "state": "down" if index is not None and index in down else "up",
                     "active": s.get("active", 0),
                     "requests": s.get("requests", 0),
                     "failures": s.get("failures", 0),

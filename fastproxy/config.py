@@ -29,9 +29,11 @@ from fastproxy.config_values import (
     expect_str,
     format_path,
     parse_balance,
+    parse_check_path,
     parse_cidr,
     parse_duration,
     parse_error_log,
+    parse_expect_status,
     parse_hash_key,
     parse_host_pattern,
     parse_host_port,
@@ -57,6 +59,7 @@ __all__ = [
     "ConfigError",
     "ConfigIssue",
     "HeaderRules",
+    "HealthCheck",
     "KeyLocator",
     "LogConfig",
     "Redirect",
@@ -153,6 +156,23 @@ class ServerSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class HealthCheck:
+    """Active health checks of an upstream's servers (run by the master)."""
+
+    path: str = "/healthz"
+    interval: float = 2.0
+    timeout: float = 1.0
+    rise: int = 2
+    fall: int = 3
+    expect_status: tuple[tuple[int, int], ...] = ((200, 399),)  # inclusive ranges
+    expect_body: str | None = None
+    host: str | None = None  # Host header; None: the server's address
+
+    def status_ok(self, status: int) -> bool:
+        return any(lo <= status <= hi for lo, hi in self.expect_status)
+
+
+@dataclass(frozen=True, slots=True)
 class UpstreamConfig:
     name: str
     servers: tuple[ServerSpec, ...]
@@ -165,6 +185,7 @@ class UpstreamConfig:
     read_timeout: float = 60.0
     send_timeout: float = 60.0
     host: str = "pass"
+    health_check: HealthCheck | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -477,6 +498,23 @@ def _check_hash_key(chk: _Checker, path: KeyPath, kw: dict[str, Any]) -> bool:
     return True
 
 
+_HEALTH_CONVS: dict[str, Conv] = {
+    "path": _simple(parse_check_path),
+    "interval": _simple(parse_positive_duration),
+    "timeout": _simple(parse_positive_duration),
+    "rise": _int(1, 1000),
+    "fall": _int(1, 1000),
+    "expect_status": _simple(parse_expect_status),
+    "expect_body": _simple(lambda v: expect_str(v, nonempty=True)),
+    "host": _simple(parse_upstream_host),
+}
+
+
+def _health_check(chk: _Checker, path: KeyPath, value: Any) -> Any:
+    kw = chk.fields(path, value, _HEALTH_CONVS)
+    return _BAD if kw is None else HealthCheck(**kw)
+
+
 _UPSTREAM_CONVS: dict[str, Conv] = {
     "servers": _servers,
     "balance": _simple(parse_balance),
@@ -488,6 +526,7 @@ _UPSTREAM_CONVS: dict[str, Conv] = {
     "read_timeout": _simple(parse_positive_duration),
     "send_timeout": _simple(parse_positive_duration),
     "host": _simple(parse_upstream_host),
+    "health_check": _health_check,
 }
 
 
@@ -703,4 +742,5 @@ def _build_config(
 assert set(_SERVER_CONVS) == {f.name for f in fields(ServerConfig)}
 assert set(_LOG_CONVS) == {f.name for f in fields(LogConfig)}
 assert set(_ADMIN_CONVS) == {f.name for f in fields(AdminConfig)}
+assert set(_HEALTH_CONVS) == {f.name for f in fields(HealthCheck)}
 assert set(_UPSTREAM_CONVS) | {"name"} == {f.name for f in fields(UpstreamConfig)}

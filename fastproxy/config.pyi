@@ -11,6 +11,7 @@ __all__ = [
     "ConfigError",
     "ConfigIssue",
     "HeaderRules",
+    "HealthCheck",
     "KeyLocator",
     "LogConfig",
     "Redirect",
@@ -92,6 +93,18 @@ class ServerSpec:
     max_conns: int = 0
 
 @dataclass(frozen=True, slots=True)
+class HealthCheck:
+    path: str = "/healthz"
+    interval: float = 2.0
+    timeout: float = 1.0
+    rise: int = 2
+    fall: int = 3
+    expect_status: tuple[tuple[int, int], ...] = ...
+    expect_body: str | None = None
+    host: str | None = None
+    def status_ok(self, status: int) -> bool: ...
+
+@dataclass(frozen=True, slots=True)
 class UpstreamConfig:
     name: str
     servers: tuple[ServerSpec, ...]
@@ -104,6 +117,7 @@ class UpstreamConfig:
     read_timeout: float = 60.0
     send_timeout: float = 60.0
     host: str = "pass"
+    health_check: HealthCheck | None = None
 
 @dataclass(frozen=True, slots=True)
 class HeaderRules:

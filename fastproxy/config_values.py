@@ -384,6 +384,42 @@ def parse_hash_key(value: object) -> str:
     return text
 
 
+def parse_expect_status(value: object) -> tuple[tuple[int, int], ...]:
+    """Health-check statuses: "200", "200-399", or a comma list of those -> ranges."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    text = expect_str(value, nonempty=True)
+    out: list[tuple[int, int]] = []
+    for part in text.split(","):
+        item = part.strip()
+        lo_text, dash, hi_text = item.partition("-")
+        lo_text, hi_text = lo_text.strip(), hi_text.strip()
+        if not lo_text.isdigit() or (dash and not hi_text.isdigit()):
+            raise ValueError(
+                f"invalid status list {text!r} "
+                "(expected e.g. '200', '200-399' or '200,204,301-302')"
+            )
+        lo = int(lo_text)
+        hi = int(hi_text) if dash else lo
+        if not (100 <= lo <= 599 and 100 <= hi <= 599):
+            raise ValueError(f"status {item!r} out of range (100 to 599)")
+        if hi < lo:
+            raise ValueError(f"empty status range {item!r}")
+        out.append((lo, hi))
+    return tuple(out)
+
+
+def parse_check_path(value: object) -> str:
+    text = expect_str(value, nonempty=True)
+    if not text.startswith("/"):
+        raise ValueError(f"health check path must start with '/' (got {text!r})")
+    if any(ord(c) <= 0x20 or ord(c) >= 0x7F for c in text):
+        raise ValueError(
+            "health check path must not contain spaces, control or non-ASCII characters"
+        )
+    return text
+
+
 def parse_redirect_target(value: object) -> str:
     text = expect_str(value, nonempty=True)
     if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in text):

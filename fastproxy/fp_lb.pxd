@@ -1,6 +1,6 @@
 # Mirror of csrc/fp_lb.h: the load-balancing table and its algorithms.
 # Read csrc/fp_lb.h for the contract of each function.
-from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 
 from fastproxy.fp_http1 cimport fp_head
 
@@ -39,6 +39,7 @@ cdef extern from "fp_lb.h" nogil:
         int32_t *max_conns
         int64_t *current
         int **active
+        const uint8_t **down
         uint32_t rr
         uint64_t rng
         fp_lb_ring ring[2]

@@ -1,5 +1,5 @@
 # Mirror of csrc/fp_stats.h: per-worker counters in shared memory.
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int64_t, uint8_t, uint64_t
 
 
 cdef extern from "fp_stats.h" nogil:
@@ -40,6 +40,7 @@ cdef extern from "fp_stats.h" nogil:
         uint64_t version
         uint64_t generation
         double started
+        uint8_t down[256]
         fp_worker_stats slot[65]
 
     uint64_t FP_STATS_MAGIC

@@ -24,6 +24,11 @@ worker process gets a stats slot of its own (claimed before the fork, released
 when the worker is reaped: its counters are folded into the retired slot, so
 totals never go down).  With `[admin]` configured the master serves /metrics
 and /status from its own event loop (fastproxy.admin).
+
+Health checks: the master alone runs the active health checks of every upstream
+with `health_check` configured (fastproxy.health) and writes each server's
+verdict into the region's down flags, which the workers' balancers read on
+every pick; a reload switches the checks to the new config when it takes effect.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from fastproxy._stats import StatsIndex, StatsRegion
 from fastproxy._tables import Router
 from fastproxy.admin import AdminServer, bind_admin
 from fastproxy.config import Address, Config, ConfigError
+from fastproxy.health import HealthChecker
 from fastproxy.logs import setup_error_log
 
 log = logging.getLogger("fastproxy")
@@ -281,6 +287,7 @@ class Master:
         self.admin: AdminServer | None = None
         self._admin_sock: socket.socket | None = None  # bound by run(), served by _main()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.health: HealthChecker | None = None  # active health checks (run by the master)
 
     # -- entry point ----------------------------------------------------------------------
     def run(self) -> int:
@@ -339,6 +346,8 @@ class Master:
             assert self.stats is not None
             self.stats.generation = self.generation
             self._number(self.config)
+            self.health = HealthChecker(self.stats, self.index, self.config)
+            self.health.start()
             if self._admin_sock is not None and self.config.admin is not None:
                 sock, self._admin_sock = self._admin_sock, None
                 self.admin = AdminServer(self.stats, self.index, self.config, self._worker_slots)
@@ -353,6 +362,8 @@ class Master:
         finally:
             for sig in _SIGNALS:
                 loop.remove_signal_handler(sig)
+            if self.health is not None:
+                self.health.close()
             self._close_admin()
 
     # -- forking ---------------------------------------------------------------------------
@@ -739,6 +750,8 @@ class Master:
         if self.stats is not None:
             self.stats.generation = self.generation
         self._switch_admin(self.config, pending.admin_sock, pending.admin_rebind)
+        if self.health is not None:
+            self.health.update(self.config)  # kept servers keep their state
         self.slots = [*pending.pids]
         self.backoff = [0.0] * len(self.slots)
         self.ready = True

@@ -20,6 +20,7 @@ from fastproxy.config import (
     ConfigError,
     ConfigIssue,
     HeaderRules,
+    HealthCheck,
     KeyLocator,
     LogConfig,
     Redirect,
@@ -30,7 +31,12 @@ from fastproxy.config import (
     format_path,
     parse_path,
 )
-from fastproxy.config_values import parse_duration, parse_host_port, parse_size
+from fastproxy.config_values import (
+    parse_duration,
+    parse_expect_status,
+    parse_host_port,
+    parse_size,
+)
 
 FULL_EXAMPLE = """\
 [server]
@@ -244,6 +250,7 @@ EXPECTED_UPSTREAM_DEFAULTS = {
     "read_timeout": 60.0,
     "send_timeout": 60.0,
     "host": "pass",
+    "health_check": None,
 }
 
 
@@ -1285,3 +1292,89 @@ def test_route_204_with_body_is_refused() -> None:
     issue = route_error('return = 204\nbody = "x"')
     assert issue.path == "routes[0].body"
     assert "no content" in issue.message
+
+
+# ---------------------------------------------------------------------------- health checks
+
+
+def test_health_check_defaults() -> None:
+    cfg = Config.from_toml(MINIMAL + "health_check = {}\n")
+    hc = cfg.upstreams["app"].health_check
+    assert hc == HealthCheck()
+    assert (hc.path, hc.interval, hc.timeout, hc.rise, hc.fall) == ("/healthz", 2.0, 1.0, 2, 3)
+    assert (hc.expect_status, hc.expect_body, hc.host) == (((200, 399),), None, None)
+
+
+def test_health_check_all_keys_as_a_table() -> None:
+    text = MINIMAL + textwrap.dedent(
+        """\
+        [upstreams.app.health_check]
+        path = "/ping?full=1"
+        interval = "500ms"
+        timeout = 0.25
+        rise = 1
+        fall = 5
+        expect_status = "200, 204,300-302"
+        expect_body = "OK"
+        host = "app.internal"
+        """
+    )
+    hc = Config.from_toml(text).upstreams["app"].health_check
+    assert hc == HealthCheck(
+        "/ping?full=1", 0.5, 0.25, 1, 5, ((200, 200), (204, 204), (300, 302)), "OK", "app.internal"
+    )
+    assert hc is not None and hc.status_ok(301) and not hc.status_ok(303)
+
+
+@pytest.mark.parametrize(
+    "raw, ranges",
+    [
+        ("200", ((200, 200),)),
+        (204, ((204, 204),)),
+        ("200-399", ((200, 399),)),
+        ("200,301-302, 418", ((200, 200), (301, 302), (418, 418))),
+    ],
+)
+def test_expect_status_good(raw: object, ranges: tuple[tuple[int, int], ...]) -> None:
+    assert parse_expect_status(raw) == ranges
+
+
+@pytest.mark.parametrize(
+    "raw, fragment",
+    [
+        ("", "must not be empty"),
+        ("2xx", "invalid status list"),
+        ("200-", "invalid status list"),
+        ("200,,300", "invalid status list"),
+        ("99", "out of range"),
+        ("200-600", "out of range"),
+        ("399-200", "empty status range"),
+        (True, "string"),
+    ],
+)
+def test_expect_status_bad(raw: object, fragment: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(fragment)):
+        parse_expect_status(raw)
+
+
+@pytest.mark.parametrize(
+    "body, path, fragment",
+    [
+        ('{ path = "healthz" }', "path", "must start with '/'"),
+        ('{ path = "/a b" }', "path", "spaces"),
+        ('{ interval = "0s" }', "interval", "greater than 0"),
+        ('{ timeout = "never" }', "timeout", "invalid duration"),
+        ("{ rise = 0 }", "rise", "must be >= 1"),
+        ("{ fall = -1 }", "fall", "must be >= 1"),
+        ('{ expect_status = "5xx" }', "expect_status", "invalid status list"),
+        ('{ expect_body = "" }', "expect_body", "must not be empty"),
+        ('{ host = "" }', "host", "must not be empty"),
+        ('{ pth = "/x" }', "pth", "did you mean 'path'"),
+        ('"/healthz"', "", "expected table"),
+    ],
+)
+def test_health_check_bad(body: str, path: str, fragment: str) -> None:
+    issue = one_error(MINIMAL + f"health_check = {body}\n")
+    want = "upstreams.app.health_check" + (f".{path}" if path else "")
+    assert (issue.path, issue.line) == (want, 3)
+    assert fragment in issue.message

@@ -33,6 +33,7 @@ FAMILIES = {
     "fastproxy_connections_active": ("gauge", set()),
     "fastproxy_connections_total": ("counter", set()),
     "fastproxy_upstream_connections_active": ("gauge", set()),
+    "fastproxy_upstream_server_up": ("gauge", {"upstream", "server"}),
     "fastproxy_upstream_requests_total": ("counter", {"upstream", "server"}),
     "fastproxy_upstream_failures_total": ("counter", {"upstream", "server"}),
     "fastproxy_upstream_response_seconds": ("histogram", {"upstream", "server"}),
