@@ -1,50 +1,29 @@
-/* fp_scan.c - SSE2 versions of the byte-class scans in fp_scan.h.
- * Each returns a pointer at or before the first stop byte: it consumes only
- * whole 16-byte blocks free of stop bytes, leaving the rest (and the exact
- * position) to the scalar loop, so it never reads past `end`. */
+/* fp_scan.c - the run-time SIMD switch and the tchar table of fp_scan.h. */
 #include "fp_http1.h"
 #include "fp_scan.h"
 
-#if defined(__SSE2__) && !defined(FP_NO_SIMD)
-#include <emmintrin.h>
-#define FP_HAVE_SIMD 1
-int fp_simd_on = 1;
+/* tchar (RFC 9110 5.6.2): ! # $ % & ' * + - . ^ _ ` | ~ DIGIT ALPHA */
+const unsigned char fp_tchar[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1,
+    ['*'] = 1, ['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1,
+    ['`'] = 1, ['|'] = 1, ['~'] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1,
+    ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1,
+    ['G'] = 1, ['H'] = 1, ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1,
+    ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1,
+    ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+    ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1,
+    ['g'] = 1, ['h'] = 1, ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1,
+    ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,
+    ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
+    ['y'] = 1, ['z'] = 1,
+};
 
-const char *fp_scan_value_simd(const char *p, const char *end)
-{
-    const __m128i ctl_max = _mm_set1_epi8(0x1f), del = _mm_set1_epi8(0x7f);
-    while (end - p >= 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)p);
-        /* unsigned v <= 0x1f  <=>  min(v, 0x1f) == v */
-        __m128i ctl = _mm_cmpeq_epi8(_mm_min_epu8(v, ctl_max), v);
-        __m128i bad = _mm_or_si128(ctl, _mm_cmpeq_epi8(v, del));
-        int mask = _mm_movemask_epi8(bad);
-        if (mask) return p + __builtin_ctz((unsigned)mask);
-        p += 16;
-    }
-    return p;
-}
+int fp_is_tchar(unsigned char c) { return fp_tchar[c]; }
 
-const char *fp_scan_target_simd(const char *p, const char *end)
-{
-    const __m128i sp = _mm_set1_epi8(0x20), del = _mm_set1_epi8(0x7f);
-    while (end - p >= 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)p);
-        __m128i low = _mm_cmpeq_epi8(_mm_min_epu8(v, sp), v); /* v <= 0x20 */
-        __m128i bad = _mm_or_si128(low, _mm_cmpeq_epi8(v, del));
-        /* movemask of v itself flags bytes >= 0x80 */
-        int mask = _mm_movemask_epi8(bad) | _mm_movemask_epi8(v);
-        if (mask) return p + __builtin_ctz((unsigned)mask);
-        p += 16;
-    }
-    return p;
-}
-#else
-#define FP_HAVE_SIMD 0
-int fp_simd_on = 0;
-const char *fp_scan_value_simd(const char *p, const char *end) { (void)end; return p; }
-const char *fp_scan_target_simd(const char *p, const char *end) { (void)end; return p; }
-#endif
+int fp_simd_on = FP_HAVE_SIMD;
 
 int fp_simd_available(void) { return FP_HAVE_SIMD; }
 
