@@ -17,6 +17,7 @@ cdef class Conn:
     cdef bint reading_paused
 
     cdef int make_room(self) except -1
+    cdef int grow_to(self, size_t cap) except -1
     cdef void consumed_all(self)
     cdef void on_timeout(self)
     cdef void pause_reading(self)

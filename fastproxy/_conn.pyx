@@ -77,6 +77,16 @@ cdef class Conn:
             raise MemoryError("receive buffer full")  # callers pause before this
         return 0
 
+    cdef int grow_to(self, size_t cap) except -1:
+        cdef char *nb
+        if cap > self.cap:
+            nb = <char *>realloc(self.buf, cap)
+            if nb == NULL:
+                raise MemoryError()
+            self.buf = nb
+            self.cap = cap
+        return 0
+
     cdef void consumed_all(self):
         if self.start == self.end:
             self.start = self.end = 0

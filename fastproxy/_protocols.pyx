@@ -669,6 +669,10 @@ cdef class UpstreamProtocol(Conn):
         self.head.max_slots = SLOTS
 
     def __init__(self, Runtime rt, Server server, Upstream upstream):
+        # Responses are read into a 64 KiB buffer: a 16 KiB body and its
+        # head arrive in one read instead of two (few upstream connections,
+        # so the memory is small).
+        self.grow_to(65536)
         self.rt = rt
         self.server = server
         self.upstream = upstream
