@@ -189,9 +189,6 @@ cdef class ClientProtocol(Conn):
         if self.up is not None:
             self.up.resume_reading()
 
-    def is_idle_client(self):
-        return self.state == C_HEAD and self.start == self.end
-
     def close_if_idle(self):
         """Graceful stop: close a connection that has no request in progress."""
         # Only connections that already served a request: one accepted just

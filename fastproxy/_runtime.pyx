@@ -128,6 +128,3 @@ cdef class Runtime:
         """One line per error, naming who was involved."""
         self.log.warning("client=%s route=%s upstream=%s %s", client or "-",
                          route or "-", upstream or "-", message)
-
-    def idle_client_count(self):
-        return sum(1 for c in self.conns if getattr(c, "is_idle_client", lambda: False)())
