@@ -12,20 +12,31 @@ static int name_eq(const char *a, size_t an, const char *b, size_t bn)
     return 1;
 }
 
+/* The next token of a Connection value in [v, e): sets *t and *n (n may be 0
+ * at the end) and returns where to continue. */
+static const char *next_token(const char *v, const char *e, const char **t, size_t *n)
+{
+    while (v < e && (*v == ' ' || *v == '\t' || *v == ',')) v++;
+    *t = v;
+    while (v < e && *v != ',' && *v != ' ' && *v != '\t') v++;
+    *n = (size_t)(v - *t);
+    return v;
+}
+
 /* Is `name` listed in any Connection field of the head?  (RFC 9110 7.6.1:
  * the fields it names are hop-by-hop too.) */
 static int named_by_connection(const char *buf, const fp_head *h, const char *name,
                                size_t n)
 {
+    const char *t;
+    size_t tn;
     for (uint32_t i = 0; i < h->num_headers; i++) {
         const fp_header *f = &h->headers[i];
         if (f->id != FP_H_CONNECTION) continue;
         const char *v = buf + f->value.off, *e = v + f->value.len;
         while (v < e) {
-            while (v < e && (*v == ' ' || *v == '\t' || *v == ',')) v++;
-            const char *t = v;
-            while (v < e && *v != ',' && *v != ' ' && *v != '\t') v++;
-            if (v > t && name_eq(t, (size_t)(v - t), name, n)) return 1;
+            v = next_token(v, e, &t, &tn);
+            if (tn && name_eq(t, tn, name, n)) return 1;
         }
     }
     return 0;
@@ -51,10 +62,9 @@ static void collect_connection(const char *buf, const fp_head *h, conn_list *cl)
         if (f->id != FP_H_CONNECTION) continue;
         const char *v = buf + f->value.off, *e = v + f->value.len;
         while (v < e) {
-            while (v < e && (*v == ' ' || *v == '\t' || *v == ',')) v++;
-            const char *t = v;
-            while (v < e && *v != ',' && *v != ' ' && *v != '\t') v++;
-            size_t n = (size_t)(v - t);
+            const char *t;
+            size_t n;
+            v = next_token(v, e, &t, &n);
             if (n == 0 || name_eq(t, n, "close", 5) || name_eq(t, n, "keep-alive", 10) ||
                 name_eq(t, n, "upgrade", 7)) continue;
             if (cl->n == FP_CONN_MAX) { cl->overflow = 1; return; }
