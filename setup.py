@@ -73,10 +73,11 @@ extensions = [
             "csrc/fp_lb_hash.c",
             "csrc/fp_lb_random.c",
             "csrc/fp_lb_key.c",
+            "csrc/fp_peer.c",
         ],
     ),
     ext("fastproxy._runtime", "fastproxy/_runtime.pyx", []),
-    ext("fastproxy._stats", "fastproxy/_stats.pyx", ["csrc/fp_stats.c"]),
+    ext("fastproxy._stats", "fastproxy/_stats.pyx", ["csrc/fp_stats.c", "csrc/fp_peer.c"]),
     ext("fastproxy._protocols", "fastproxy/_protocols.pyx", DATA_PLANE_C),
     ext("fastproxy._rewrite", "fastproxy/_rewrite.pyx", DATA_PLANE_C),
 ]

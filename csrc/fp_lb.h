@@ -4,15 +4,16 @@
  * fastproxy/_tables.pyx); the C side never allocates per request.
  *
  * Servers are indexed 0..n-1, primaries first (0..n_primary-1), then the
- * backups.  A server is usable when max_conns[i] == 0 or *active[i] <
- * max_conns[i]; `active` points at each server's count of connections in
- * use in this worker (fastproxy/_tables.pyx: Server.active minus the idle
- * pooled ones, refreshed before each pick; per worker: workers do not see
- * each other's load).  A server is also unusable while marked down by the
- * health checks: `down`, when not NULL, holds per server a pointer to its
- * flag in the shared stats region (1 = down; written by the master only),
- * or NULL for a server without a flag.  down == NULL (no region, e.g. an
- * embedded single-process proxy): every server is up.
+ * backups.  What all workers must agree on about a server -- requests in
+ * flight, passive health, circuit breaker, slow start -- is its fp_peer
+ * (csrc/fp_peer.h), which `peer[i]` points at: in the shared stats region,
+ * or in a private array for an embedded single-process proxy.  A server is
+ * usable when its `down` flag byte is 0 (FP_DOWN_* bits written by the
+ * master: health checks, drain, disable; `down` == NULL or down[i] == NULL:
+ * no flags), it is not excluded for this pick (`exclude`, bit i: a retry
+ * skips the servers already tried), its fp_peer lets a request through
+ * (not passively out, breaker not open), and max_conns[i] == 0 or its
+ * requests in flight (all workers) are below max_conns[i].
  * fp_lb_pick tries the primaries, then (only if no primary is usable) the
  * backups, and returns -1 when no server at all is usable.
  */
@@ -23,6 +24,7 @@
 #include <stdint.h>
 
 #include "fp_http1.h"
+#include "fp_peer.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -63,8 +65,11 @@ struct fp_lb {
     int32_t *weight;       /* >= 1 */
     int32_t *max_conns;    /* 0 = unlimited */
     int64_t *current;      /* smooth weighted round-robin state */
-    int **active;          /* live upstream connections, this worker */
-    const uint8_t **down;  /* health flags (1 = down), or NULL: all up */
+    fp_peer **peer;        /* shared per-server state (fp_peer.h) */
+    fp_peer_policy pol;    /* passive health, breaker and slow start settings */
+    const uint8_t **down;  /* FP_DOWN_* flag bytes, or NULL: no flags */
+    uint64_t exclude;      /* servers (bit i, i < 64) this pick must skip */
+    int64_t now;           /* fp_peer_now_ms() at the start of this pick */
     uint32_t rr;           /* round-robin cursor (least_conn ties) */
     uint64_t rng;          /* xorshift64* state, never 0 */
     fp_lb_ring ring[2];    /* consistent-hash rings: primaries, backups */
@@ -85,7 +90,21 @@ static inline int fp_lb_usable(const fp_lb *lb, uint32_t i) {
     if (lb->down != NULL && lb->down[i] != NULL &&
         *(const volatile uint8_t *)lb->down[i])
         return 0;
-    return lb->max_conns[i] == 0 || *lb->active[i] < lb->max_conns[i];
+    if (i < 64 && (lb->exclude >> i) & 1)
+        return 0;
+    if (!fp_peer_usable(lb->peer[i], &lb->pol, lb->now))
+        return 0;
+    return lb->max_conns[i] == 0 || fp_peer_inflight(lb->peer[i]) < lb->max_conns[i];
+}
+
+/* Requests in flight to server i, across workers. */
+static inline int64_t fp_lb_load(const fp_lb *lb, uint32_t i) {
+    return fp_peer_inflight(lb->peer[i]);
+}
+
+/* Server i's weight for this pick (slow start may hold it below weight[i]). */
+static inline int32_t fp_lb_weight(const fp_lb *lb, uint32_t i) {
+    return fp_peer_weight(lb->peer[i], &lb->pol, lb->weight[i], lb->now);
 }
 
 /* the algorithms (fp_lb_rr.c, fp_lb_least.c, fp_lb_hash.c, fp_lb_random.c) */

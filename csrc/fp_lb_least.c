@@ -1,7 +1,9 @@
 /* fp_lb_least.c - least connections: the usable server with the fewest
- * live connections relative to its weight (active/weight, compared by
+ * requests in flight relative to its weight (load/weight, compared by
  * cross-multiplying); ties go round-robin by starting the scan one further
- * along each time.  Counts are this worker's (Server.active). */
+ * along each time.  The counts are requests in flight from ALL workers
+ * (fp_peer.inflight in shared memory), so workers do not pile onto the
+ * server each of them alone thinks is idle. */
 #include "fp_lb.h"
 
 int fp_lb_least_pick(fp_lb *lb, uint32_t lo, uint32_t hi, const char *key, size_t klen) {
@@ -16,8 +18,8 @@ int fp_lb_least_pick(fp_lb *lb, uint32_t lo, uint32_t hi, const char *key, size_
         uint32_t i = lo + (start + k) % n;
         if (!fp_lb_usable(lb, i))
             continue;
-        if (best < 0 || (int64_t)*lb->active[i] * lb->weight[best] <
-                            (int64_t)*lb->active[best] * lb->weight[i])
+        if (best < 0 || fp_lb_load(lb, i) * fp_lb_weight(lb, (uint32_t)best) <
+                            fp_lb_load(lb, (uint32_t)best) * fp_lb_weight(lb, i))
             best = (int)i;
     }
     return best;

@@ -1,7 +1,7 @@
 /* fp_lb_random.c - power of two choices: draw two servers at random
  * (in proportion to weight, among the usable ones) and take the one with
- * fewer live connections relative to weight.  xorshift64* PRNG, per table,
- * seeded by Python per worker. */
+ * fewer requests in flight (all workers) relative to weight.
+ * xorshift64* PRNG, per table, seeded by Python per worker. */
 #include "fp_lb.h"
 
 static uint64_t next_rand(fp_lb *lb) {
@@ -18,7 +18,7 @@ static int draw(fp_lb *lb, uint32_t lo, uint32_t hi, int64_t total) {
     for (uint32_t i = lo; i < hi; i++) {
         if (!fp_lb_usable(lb, i))
             continue;
-        r -= lb->weight[i];
+        r -= fp_lb_weight(lb, i);
         if (r < 0)
             return (int)i;
     }
@@ -31,12 +31,13 @@ int fp_lb_random_pick(fp_lb *lb, uint32_t lo, uint32_t hi, const char *key, size
     int64_t total = 0;
     for (uint32_t i = lo; i < hi; i++)
         if (fp_lb_usable(lb, i))
-            total += lb->weight[i];
+            total += fp_lb_weight(lb, i);
     if (total == 0)
         return -1;
     int a = draw(lb, lo, hi, total);
     int b = draw(lb, lo, hi, total);
-    if ((int64_t)*lb->active[b] * lb->weight[a] < (int64_t)*lb->active[a] * lb->weight[b])
+    if (fp_lb_load(lb, (uint32_t)b) * fp_lb_weight(lb, (uint32_t)a) <
+        fp_lb_load(lb, (uint32_t)a) * fp_lb_weight(lb, (uint32_t)b))
         return b;
     return a;
 }

@@ -27,8 +27,8 @@ int fp_lb_init(fp_lb *lb, int32_t method, uint32_t n, uint32_t n_primary, uint64
     lb->weight = calloc(m, sizeof *lb->weight);
     lb->max_conns = calloc(m, sizeof *lb->max_conns);
     lb->current = calloc(m, sizeof *lb->current);
-    lb->active = calloc(m, sizeof *lb->active);
-    if (!lb->weight || !lb->max_conns || !lb->current || !lb->active)
+    lb->peer = calloc(m, sizeof *lb->peer);
+    if (!lb->weight || !lb->max_conns || !lb->current || !lb->peer)
         return -1;
     for (uint32_t i = 0; i < n; i++)
         lb->weight[i] = 1;
@@ -39,15 +39,16 @@ void fp_lb_free(fp_lb *lb) {
     free(lb->weight);
     free(lb->max_conns);
     free(lb->current);
-    free(lb->active);
+    free(lb->peer);
     free(lb->ring[0].nodes);
     free(lb->ring[1].nodes);
     memset(lb, 0, sizeof *lb);
 }
 
 int fp_lb_pick(fp_lb *lb, const char *key, size_t klen) {
-    if (lb->n == 0 || lb->active == NULL)
+    if (lb->n == 0 || lb->peer == NULL)
         return -1;
+    lb->now = fp_peer_now_ms();
     fp_lb_pick_fn fn = methods[lb->method];
     int i = fn(lb, 0, lb->n_primary, key, klen);
     if (i < 0 && lb->n_primary < lb->n)
@@ -63,8 +64,9 @@ int fp_lb_rr_pick(fp_lb *lb, uint32_t lo, uint32_t hi, const char *key, size_t k
     for (uint32_t i = lo; i < hi; i++) {
         if (!fp_lb_usable(lb, i))
             continue;
-        lb->current[i] += lb->weight[i];
-        total += lb->weight[i];
+        int32_t w = fp_lb_weight(lb, i);
+        lb->current[i] += w;
+        total += w;
         if (best < 0 || lb->current[i] > lb->current[best])
             best = (int)i;
     }

@@ -14,6 +14,7 @@ void fp_stats_fold(fp_worker_stats *dst, const fp_worker_stats *src)
     dst->connections_total += src->connections_total;
     dst->upstream_requests += src->upstream_requests;
     dst->errors += src->errors;
+    dst->retries += src->retries;
     add(dst->cache, src->cache, 4);          /* hits misses stores evictions */
     for (int r = 0; r < FP_STATS_ROUTES; r++)
         add(dst->routes[r].requests, src->routes[r].requests, 6);

@@ -20,8 +20,10 @@
 
 #include <stdint.h>
 
+#include "fp_peer.h"
+
 #define FP_STATS_MAGIC UINT64_C(0x66707374617473)  /* "fpstats" */
-#define FP_STATS_VERSION 2
+#define FP_STATS_VERSION 3
 #define FP_STATS_SLOTS 65          /* slot 0 retired + up to 64 live workers */
 #define FP_STATS_ROUTES 128
 #define FP_STATS_SERVERS 256
@@ -44,6 +46,8 @@ typedef struct {
     uint64_t buckets[FP_STATS_BUCKETS]; /* response time <= bound (not cumulative) */
     uint64_t count;                /* responses timed (= the +Inf bucket)      */
     uint64_t sum_us;               /* sum of response times, microseconds      */
+    int64_t inflight;              /* this worker's share of fp_peer.inflight,
+                                      taken back by the master if it dies      */
 } fp_server_stats;
 
 typedef struct {
@@ -57,6 +61,7 @@ typedef struct {
     int64_t upstream_active;       /* upstream connections open (gauge)        */
     uint64_t upstream_requests;    /* requests sent upstream                   */
     uint64_t errors;               /* requests answered with an error we made  */
+    uint64_t retries;              /* requests sent to another server after a failure */
     uint64_t cache[6];             /* reserved for the cache: hits misses stores
                                       evictions bytes entries                  */
     fp_route_stats routes[FP_STATS_ROUTES];
@@ -68,11 +73,21 @@ typedef struct {
     uint64_t version;
     uint64_t generation;           /* current config generation (master)      */
     double started;                /* master start, Unix time                  */
-    /* Health-check verdicts by server index: 1 = down.  Written by the
-     * master only (fastproxy/health.py); workers read a byte per pick. */
+    /* Why a server takes no new requests, by server index: FP_DOWN_* bits
+     * (0 = usable).  Written by the master only (health checks, admin API);
+     * workers read a byte per pick. */
     uint8_t down[FP_STATS_SERVERS];
+    /* Per server state every worker writes: in-flight requests, passive
+     * health, circuit breaker, slow start (csrc/fp_peer.h). */
+    fp_peer peers[FP_STATS_SERVERS];
     fp_worker_stats slot[FP_STATS_SLOTS];
 } fp_stats_region;
+
+enum {
+    FP_DOWN_HEALTH = 1,            /* active health checks failed            */
+    FP_DOWN_DRAIN = 2,             /* admin: drain (in-flight ones finish)   */
+    FP_DOWN_DISABLED = 4,          /* admin: disabled                        */
+};
 
 /* Status code -> index into requests[]. */
 static inline int fp_stats_class(int status)

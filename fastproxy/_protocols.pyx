@@ -24,6 +24,10 @@ from fastproxy._runtime cimport Runtime
 from fastproxy._tables cimport HOST_PASS, HOST_UPSTREAM, Route, Server, Upstream
 from fastproxy.fp_http1 cimport *
 from fastproxy.fp_known_headers cimport FP_H_REFERER, FP_H_USER_AGENT
+from fastproxy.fp_peer cimport (
+    FP_PEER_EV_BREAKER_CLOSE, FP_PEER_EV_BREAKER_OPEN, FP_PEER_EV_BREAKER_REOPEN,
+    FP_PEER_EV_NONE, FP_PEER_EV_PASSIVE_OUT, FP_PEER_FAIL, FP_PEER_NEUTRAL, FP_PEER_OK,
+)
 from fastproxy.fp_path cimport fp_normalize_path
 from fastproxy.fp_rewrite cimport *
 from fastproxy.fp_stats cimport fp_stats_class, fp_stats_time
@@ -112,7 +116,10 @@ cdef class ClientProtocol(Conn):
     cdef uint64_t body_left, body_seen
     cdef int body_kind
     cdef bint keep_alive, trusted, upgrade, response_started, retried, client_eof
-    cdef bint connecting, write_paused, can_retry, counted
+    cdef bint connecting, write_paused, can_retry, counted, peer_held
+    cdef int trial              # the server's half-open breaker trial (fp_peer)
+    cdef int tries              # other servers tried after failures
+    cdef uint64_t tried         # Server.position bits already tried
     cdef int minor, method_id, requests, status
     cdef uint64_t bytes_out
     cdef bytes peer_ip
@@ -175,6 +182,7 @@ cdef class ClientProtocol(Conn):
         self.state = C_CLOSED
         self.rt.conns.discard(self)
         self.rt.st.connections_active -= 1
+        self.end_server(FP_PEER_NEUTRAL)
         if self.up is not None:
             up, self.up = self.up, None
             up.client_gone()
@@ -357,6 +365,9 @@ cdef class ClientProtocol(Conn):
         if self.server is None:
             self.fail(503, "no server available")
             return
+        self.tries = 0
+        self.tried = 0
+        self.take_server()
         self.upgrade = (self.fr.flags & FP_F_UPGRADE) != 0 and route.websocket
         rw.flags = self.rt.fwd_flags
         if self.trusted:
@@ -390,7 +401,10 @@ cdef class ClientProtocol(Conn):
             return
         self.state = C_WAIT if rc == 1 else C_BODY
         self.pending = PyBytes_FromStringAndSize(self.wb.data, self.wb.len)
-        self.can_retry = self.state == C_WAIT and idempotent(self.method_id)
+        # replayable: the whole request is in `pending` (retries, and the
+        # stale pooled connection case)
+        self.can_retry = self.state == C_WAIT and (idempotent(self.method_id)
+                                                   or ups.retry_non_idempotent)
         self.send_upstream()
 
     cdef capture_log_info(self, const char *p):
@@ -570,21 +584,86 @@ cdef class ClientProtocol(Conn):
         except Exception:
             self.rt.log.exception("client timeout handler")
 
+    # ---- the server's shared state (csrc/fp_peer.h) ------------------------
+    cdef take_server(self):
+        """self.server gets this request: count it in flight (all workers)."""
+        self.trial = self.route.upstream.acquire(self.server)
+        self.rt.st.servers[self.server.stats_index].inflight += 1
+        self.peer_held = True
+        if self.server.position < 64:
+            self.tried |= (<uint64_t>1) << self.server.position
+
+    cdef end_server(self, int outcome, str why=None):
+        """The request is done with self.server: record how it went."""
+        if not self.peer_held:
+            return
+        self.peer_held = False
+        self.rt.st.servers[self.server.stats_index].inflight -= 1
+        ev = self.route.upstream.release(self.server, self.trial, outcome)
+        if ev != FP_PEER_EV_NONE:
+            self.peer_event(ev, why)
+
+    cdef peer_event(self, int ev, str why):
+        cdef Upstream u = self.route.upstream
+        cdef object pol = u.lb_policy()
+        name = f"{u.name} {self.server.address}"
+        if ev == FP_PEER_EV_PASSIVE_OUT:
+            self.rt.log.warning("%s out for %gs: %d failures within %gs: %s", name,
+                                pol["fail_timeout"], pol["max_fails"], pol["fail_timeout"],
+                                why or "failed")
+        elif ev == FP_PEER_EV_BREAKER_OPEN:
+            self.rt.log.warning("%s circuit breaker open for %gs: %s", name,
+                                pol["cooldown"], why or "failed")
+        elif ev == FP_PEER_EV_BREAKER_REOPEN:
+            self.rt.log.warning("%s circuit breaker open again for %gs: trial request "
+                                "failed: %s", name, pol["cooldown"], why or "failed")
+        elif ev == FP_PEER_EV_BREAKER_CLOSE:
+            self.rt.log.info("%s circuit breaker closed: trial request succeeded", name)
+
     # ---- called by the upstream side ---------------------------------------
-    cdef upstream_failed(self, int status, str why):
+    cdef upstream_failed(self, int status, str why, bint retryable=False):
+        """The server failed this request.  `retryable`: it refused, reset or
+        timed out before any response byte, so another server may take it."""
         self.connecting = False
         self.up = None
         if self.server is not None:
             self.server.failures += 1
             self.rt.st.servers[self.server.stats_index].failures += 1
+            self.end_server(FP_PEER_FAIL, why)
         if self.closed:
             return
+        if retryable and self.try_next(why):
+            return
         self.fail(status, why)
+
+    cdef bint try_next(self, str why):
+        """Send the request to another server (upstream `retries`,
+        `retry_timeout`); the client never sees the failed try."""
+        cdef Upstream u = self.route.upstream
+        cdef Server old = self.server
+        if not self.can_retry or self.pending is None or self.response_started \
+                or self.tries >= u.retries:
+            return False
+        if u.retry_timeout > 0 and monotonic() - self.t_start > u.retry_timeout:
+            return False
+        srv = u.repick(self.tried, self.peer_ip)
+        if srv is None:
+            return False
+        self.tries += 1
+        self.rt.st.retries += 1
+        self.rt.error(self.peer, self.route.label, old.address,
+                      f"{why}; retrying on {srv.address} (retry {self.tries} of {u.retries})")
+        if u.host_mode == HOST_UPSTREAM:
+            self.pending = swap_host(self.pending, old.host_header, (<Server>srv).host_header)
+        self.server = srv
+        self.take_server()
+        self.retried = False        # the new server's stale pooled connection may retry too
+        self.send_upstream()
+        return True
 
     cdef retry(self):
         """The reused connection died before answering: once, on a new one."""
         self.retried = True
-        self.can_retry = False
         self.up = None
         self.rt.error(self.peer, self.route.label, self.server.address,
                       "retrying on a new connection: pooled connection closed")
@@ -613,6 +692,7 @@ cdef class ClientProtocol(Conn):
         """Count the request once (by status class, overall and per route),
         then write its access-log line when logging is on."""
         cdef int cls
+        self.end_server(FP_PEER_NEUTRAL)
         if not self.counted:
             self.counted = True
             cls = 0 if aborted else fp_stats_class(self.status)
@@ -704,9 +784,11 @@ cdef class UpstreamProtocol(Conn):
         if self.state == U_HEAD:
             if not self.got_bytes and self.reused and c.can_retry and not c.retried:
                 c.retry()
+            elif not self.got_bytes:
+                c.upstream_failed(502, "upstream closed the connection before a response",
+                                  True)
             else:
-                c.upstream_failed(502, "upstream closed the connection before a response"
-                                  if not self.got_bytes else "upstream closed mid-head")
+                c.upstream_failed(502, "upstream closed mid-head")
         elif self.state == U_BODY:
             if self.fr.kind == FP_BODY_UNTIL_CLOSE:
                 self.out.len = 0        # EOF is this body's legitimate end
@@ -777,7 +859,8 @@ cdef class UpstreamProtocol(Conn):
             self.abort()
             if c is not None:
                 c.upstream_failed(504, "upstream send timeout" if self.tkind == T_SEND
-                                  else "upstream read timeout")
+                                  else "upstream read timeout",
+                                  self.state == U_HEAD and not self.got_bytes)
         except Exception:
             self.rt.log.exception("upstream timeout handler")
 
@@ -846,6 +929,7 @@ cdef class UpstreamProtocol(Conn):
                 self.start += <size_t>rc
                 c.status = 101
                 c.response_started = True
+                c.end_server(FP_PEER_OK)
                 self.state = U_TUNNEL
                 self.deadline = 0
                 if self.end > self.start:
@@ -948,6 +1032,10 @@ cdef class UpstreamProtocol(Conn):
         self.client = None
         fp_stats_time(&self.rt.st.servers[self.server.stats_index],
                       <uint64_t>((monotonic() - c.t_upstream) * 1e6))
+        if c.status >= 500 and u.fail_on_5xx:
+            c.end_server(FP_PEER_FAIL, f"status {c.status}")
+        else:
+            c.end_server(FP_PEER_OK)
         reusable = self.ka and self.start == self.end and c.state != C_BODY \
             and u.keepalive > 0 and self.requests < u.keepalive_requests \
             and not self.rt.closing and not self.closed
@@ -978,10 +1066,10 @@ async def open_upstream(Runtime rt, Server server, Upstream upstream, ClientProt
                                    server.host, server.port),
             upstream.connect_timeout)
     except asyncio.TimeoutError:
-        client.upstream_failed(504, f"connect timeout after {upstream.connect_timeout}s")
+        client.upstream_failed(504, f"connect timeout after {upstream.connect_timeout}s", True)
         return
     except OSError as e:
-        client.upstream_failed(502, f"connect failed: {e.strerror or e}")
+        client.upstream_failed(502, f"connect failed: {e.strerror or e}", True)
         return
     connected(client, up)
 
@@ -990,9 +1078,18 @@ cdef connected(ClientProtocol client, UpstreamProtocol up):
     if client.closed or not client.connecting:
         up.transport.close()
     elif up.closed:
-        client.upstream_failed(502, "upstream closed the connection at once")
+        client.upstream_failed(502, "upstream closed the connection at once", True)
     else:
         client.attach(up, False)
+
+
+cdef bytes swap_host(bytes head, bytes old, bytes new):
+    """The Host line fp_rewrite_request writes first, for another server."""
+    cdef Py_ssize_t eol = head.find(b"\r\n") + 2
+    line = b"Host: " + old + b"\r\n"
+    if head[eol:eol + len(line)] != line:
+        return head
+    return head[:eol] + b"Host: " + new + b"\r\n" + head[eol + len(line):]
 
 
 def trim_pools(Runtime rt):

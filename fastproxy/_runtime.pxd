@@ -5,6 +5,7 @@ from libc.stdint cimport uint8_t, uint32_t, uint64_t
 
 from fastproxy._tables cimport Router
 from fastproxy.fp_http1 cimport fp_limits
+from fastproxy.fp_peer cimport fp_peer
 from fastproxy.fp_stats cimport fp_worker_stats
 
 
@@ -34,7 +35,9 @@ cdef class Runtime:
     cdef fp_worker_stats *st           # this worker's counters (shared slot or own)
     cdef fp_worker_stats own           # used when no shared region is attached
     cdef object region                 # keeps the shared region alive
-    cdef const uint8_t *down           # the region's health flags, or NULL
+    cdef const uint8_t *down           # the region's FP_DOWN_* flags, or NULL
+    cdef fp_peer *peers                # the region's per-server shared state, or NULL
+    cdef public object policies        # {upstream name: fastproxy.Policy} or None
     cdef public object stats_index     # StatsIndex numbering routes and servers
 
     cdef bint is_trusted(self, object ip)

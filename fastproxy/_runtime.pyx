@@ -31,9 +31,11 @@ cdef class Runtime:
         memset(&self.own, 0, sizeof(fp_worker_stats))
         self.st = &self.own
         self.down = NULL
+        self.peers = NULL
 
-    def __init__(self, config, loop, log=None, stats_index=None):
+    def __init__(self, config, loop, log=None, stats_index=None, policies=None):
         self.loop = loop
+        self.policies = policies
         self.stats_index = stats_index
         self.conns = set()
         self.log = log or logging.getLogger("fastproxy")
@@ -49,8 +51,8 @@ cdef class Runtime:
         the route objects of the request they are serving, so swapping the
         router is safe in the middle of traffic."""
         s = config.server
-        self.router = Router(config, self.stats_index)
-        self.router.set_down(self.down)
+        self.router = Router(config, self.stats_index, self.policies)
+        self.router.attach_shared(self.down, self.peers)
         self.stats_index = self.router.index
         self.req_limits.max_line = s.max_request_line
         self.req_limits.max_head = s.max_header_size
@@ -82,8 +84,9 @@ cdef class Runtime:
         """Count into `slot` of the shared region from now on."""
         self.region = region
         self.st = region.slot_ptr(slot)
-        self.down = region.down_ptr()       # servers marked down by the master's checks
-        self.router.set_down(self.down)
+        self.down = region.down_ptr()       # servers marked down by the master
+        self.peers = region.peers_ptr()     # state all workers share per server
+        self.router.attach_shared(self.down, self.peers)
 
     def local_stats(self):
         """This runtime's counters (single-process use, tests)."""

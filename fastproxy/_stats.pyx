@@ -5,12 +5,16 @@ slot per worker process, read and summed by the master for /metrics and
 
 import time
 
-from libc.stdint cimport uint8_t
+from libc.stdint cimport int64_t, uint8_t
 from libc.string cimport memset
 from posix.mman cimport MAP_ANONYMOUS, MAP_FAILED, MAP_SHARED, PROT_READ, PROT_WRITE
 from posix.mman cimport mmap, munmap
 
+from fastproxy.fp_peer cimport FP_BRK_CLOSED, FP_BRK_HALF_OPEN, fp_peer, fp_peer_forget, fp_peer_now_ms
 from fastproxy.fp_stats cimport (
+    FP_DOWN_DISABLED,
+    FP_DOWN_DRAIN,
+    FP_DOWN_HEALTH,
     FP_STATS_BUCKETS,
     FP_STATS_MAGIC,
     FP_STATS_ROUTES,
@@ -23,6 +27,7 @@ from fastproxy.fp_stats cimport (
     fp_worker_stats,
 )
 
+ADMIN_STATES = ("enabled", "drain", "disabled")
 BUCKET_BOUNDS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 MAX_WORKERS = FP_STATS_SLOTS - 1
 MAX_ROUTES = FP_STATS_ROUTES
@@ -76,17 +81,55 @@ cdef class StatsRegion:
     cdef const uint8_t *down_ptr(self):
         return self.region.down
 
+    cdef fp_peer *peers_ptr(self):
+        return self.region.peers
+
     def set_down(self, int index, bint down):
         """Master only (health checks): mark server `index` down or up; every
         worker's balancer sees it on its next pick."""
-        if not 0 <= index < FP_STATS_SERVERS:
-            raise IndexError(index)
-        self.region.down[index] = 1 if down else 0
+        self._set_flag(index, FP_DOWN_HEALTH, down)
 
     def is_down(self, int index):
+        """Health checks say down (whatever the admin state)."""
         if not 0 <= index < FP_STATS_SERVERS:
             raise IndexError(index)
-        return self.region.down[index] != 0
+        return self.region.down[index] & FP_DOWN_HEALTH != 0
+
+    def set_admin(self, int index, str state):
+        """Master only (admin API): "enabled", "drain" or "disabled"."""
+        if state not in ADMIN_STATES:
+            raise ValueError(state)
+        self._set_flag(index, FP_DOWN_DRAIN, state == "drain")
+        self._set_flag(index, FP_DOWN_DISABLED, state == "disabled")
+
+    def admin_state(self, int index):
+        if not 0 <= index < FP_STATS_SERVERS:
+            raise IndexError(index)
+        f = self.region.down[index]
+        return "disabled" if f & FP_DOWN_DISABLED else "drain" if f & FP_DOWN_DRAIN \
+            else "enabled"
+
+    def _set_flag(self, int index, int bit, bint on):
+        if not 0 <= index < FP_STATS_SERVERS:
+            raise IndexError(index)
+        cdef uint8_t before = self.region.down[index]
+        cdef uint8_t after = (before | bit) if on else (before & ~bit)
+        self.region.down[index] = after
+        if before and not after:
+            # usable again: slow_start ramps its weight up from now
+            self.region.peers[index].recovered_ms = fp_peer_now_ms()
+
+    def peer_state(self, int index):
+        """Per server state all workers share: in flight, passive, breaker."""
+        if not 0 <= index < FP_STATS_SERVERS:
+            raise IndexError(index)
+        cdef fp_peer *p = &self.region.peers[index]
+        now = fp_peer_now_ms()
+        b = p.breaker
+        if b != FP_BRK_CLOSED and p.open_until_ms <= now:
+            b = FP_BRK_HALF_OPEN
+        return {"inflight": p.inflight, "passive_out": p.out_until_ms > now,
+                "breaker": ("closed", "open", "half_open")[b], "trips": p.trips}
 
     @property
     def generation(self):
@@ -116,7 +159,15 @@ cdef class StatsRegion:
 
     def release(self, int slot):
         """Master, after a worker exited: keep its counters (in slot 0),
-        drop its gauges, free the slot."""
+        drop its gauges, free the slot.  Requests it had in flight no longer
+        count against their servers (least_conn, max_conns), and a half-open
+        breaker trial it may have held is given back."""
+        cdef int i
+        cdef int64_t n
+        for i in range(FP_STATS_SERVERS):
+            n = self.region.slot[slot].servers[i].inflight
+            if n:
+                fp_peer_forget(&self.region.peers[i], n)
         fp_stats_fold(&self.region.slot[0], &self.region.slot[slot])
         memset(&self.region.slot[slot], 0, sizeof(fp_worker_stats))
 
@@ -126,9 +177,10 @@ cdef class StatsRegion:
         cdef int i, r, k
         cdef fp_worker_stats *w
         cdef fp_server_stats *s
+        cdef fp_peer *p
         tot = {"requests": [0] * 6, "bytes_in": 0, "bytes_out": 0, "connections_total": 0,
                "connections_active": 0, "upstream_active": 0, "upstream_requests": 0,
-               "errors": 0, "cache": [0] * 6}
+               "errors": 0, "retries": 0, "cache": [0] * 6}
         routes = {}
         servers = {}
         workers = []
@@ -146,6 +198,7 @@ cdef class StatsRegion:
             tot["upstream_active"] += w.upstream_active
             tot["upstream_requests"] += w.upstream_requests
             tot["errors"] += w.errors
+            tot["retries"] += w.retries
             for r in range(FP_STATS_ROUTES):
                 if any(w.routes[r].requests[k] for k in range(6)):
                     acc = routes.setdefault(r, [0] * 6)
@@ -170,7 +223,14 @@ cdef class StatsRegion:
                                 "requests": sum(w.requests[k] for k in range(6)),
                                 "connections_active": w.connections_active,
                                 "connections_total": w.connections_total})
-        down = [i for i in range(FP_STATS_SERVERS) if self.region.down[i]]
+        down = [i for i in range(FP_STATS_SERVERS) if self.region.down[i] & FP_DOWN_HEALTH]
+        admin = {i: self.admin_state(i) for i in range(FP_STATS_SERVERS)
+                 if self.region.down[i] & (FP_DOWN_DRAIN | FP_DOWN_DISABLED)}
+        peers = {}
+        for i in range(FP_STATS_SERVERS):
+            p = &self.region.peers[i]
+            if p.inflight or p.trips or p.breaker or p.out_until_ms:
+                peers[i] = self.peer_state(i)
         return {"generation": self.region.generation, "started": self.region.started,
-                "down": down, "totals": tot, "routes": routes, "servers": servers,
-                "workers": workers}
+                "down": down, "admin": admin, "peers": peers, "totals": tot,
+                "routes": routes, "servers": servers, "workers": workers}

@@ -1,10 +1,11 @@
 # Compiled configuration the data plane reads per request: routes, upstreams,
 # servers with their keep-alive pools, header rules as C arrays.  Python
 # builds these once per config (build_router); protocols only read them.
-from libc.stdint cimport uint8_t
+from libc.stdint cimport uint8_t, uint64_t
 
 from fastproxy.fp_http1 cimport fp_head
 from fastproxy.fp_lb cimport fp_lb
+from fastproxy.fp_peer cimport fp_peer
 from fastproxy.fp_rewrite cimport fp_kv, fp_rules
 
 
@@ -27,7 +28,9 @@ cdef class Server:
     cdef public long failures
     cdef readonly int stats_index   # slot in fp_worker_stats.servers
     cdef readonly bint backup       # used only when no primary is usable
-    cdef readonly int max_conns     # 0 = unlimited (per worker)
+    cdef readonly int max_conns     # 0 = unlimited (requests in flight, all workers)
+    cdef readonly int position      # index in Upstream.servers (bit in fp_lb.exclude)
+    cdef fp_peer *peer              # shared state (csrc/fp_peer.h)
 
 
 cdef class Upstream:
@@ -36,9 +39,9 @@ cdef class Upstream:
     cdef readonly str balance
     cdef readonly str hash_key
     cdef fp_lb lb                   # the C balancing table (csrc/fp_lb.h)
-    cdef int *busy                  # per server: active - idle, refreshed by pick
-    cdef const uint8_t **downs      # per server: its health flag in the stats region
-    cdef bint track_load            # least_conn/random or some max_conns: refresh busy
+    cdef fp_peer *own_peers         # per server state when no shared region is attached
+    cdef const uint8_t **downs      # per server: its FP_DOWN_* byte in the stats region
+    cdef readonly object policy     # a custom fastproxy.Policy, or None (the C table)
     cdef int key_kind               # FP_LB_KEY_* for balance = "hash"
     cdef bytes key_name             # header / cookie / query parameter name
     cdef readonly int keepalive
@@ -47,6 +50,10 @@ cdef class Upstream:
     cdef readonly double connect_timeout
     cdef readonly double read_timeout
     cdef readonly double send_timeout
+    cdef readonly int retries               # other servers tried after a failure
+    cdef readonly bint retry_non_idempotent
+    cdef readonly double retry_timeout      # seconds from the request's start; 0 = none
+    cdef readonly bint fail_on_5xx          # a 5xx counts as a failure (passive, breaker)
     cdef int host_mode          # HOST_PASS, HOST_UPSTREAM, HOST_LITERAL
     cdef bytes host_literal
     # The balancing decision for one request.  buf/h: the parsed request head
@@ -54,9 +61,19 @@ cdef class Upstream:
     # text; target/tlen: the request-target as received.  None = no server.
     cdef Server pick(self, const char *buf, const fp_head *h, bytes client_ip,
                      const char *target, size_t tlen)
-    # Read the servers' health flags (1 = down) from down[stats_index]: the
-    # shared stats region's down array; NULL = no flags, every server up.
-    cdef void set_down(self, const uint8_t *down)
+    # A retry: any usable server not in `exclude` (bit = Server.position);
+    # ip_hash keeps its key, other keys are gone with the consumed head.
+    cdef Server repick(self, uint64_t exclude, bytes client_ip)
+    # A request goes to / is done with `srv` (csrc/fp_peer.h): acquire
+    # returns the half-open trial flag to hand back to release; release
+    # returns an FP_PEER_EV_* event to log.
+    cdef Server custom_pick(self, object request, bytes client_ip, uint64_t exclude)
+    cdef int acquire(self, Server srv)
+    cdef int release(self, Server srv, int trial, int outcome)
+    # Read the servers' FP_DOWN_* flags from down[stats_index] and their
+    # shared state from peers[stats_index] (the stats region); NULL: no
+    # flags / this upstream's private state.
+    cdef void attach_shared(self, const uint8_t *down, fp_peer *peers)
 
 
 cdef class Route:
@@ -85,7 +102,7 @@ cdef class Router:
     cdef readonly dict upstreams
     cdef readonly object index      # the StatsIndex that numbered routes and servers
     cdef Route match(self, const char *host, size_t hlen, const char *path, size_t plen)
-    cdef void set_down(self, const uint8_t *down)  # Upstream.set_down on every upstream
+    cdef void attach_shared(self, const uint8_t *down, fp_peer *peers)  # on every upstream
 
 
 cdef enum:

@@ -13,7 +13,11 @@ from fastproxy.fp_http1 cimport fp_head, fp_header
 from fastproxy.fp_lb cimport (
     FP_LB_HASH, FP_LB_IP_HASH, FP_LB_KEY_COOKIE, FP_LB_KEY_HEADER, FP_LB_KEY_NONE,
     FP_LB_KEY_PATH, FP_LB_KEY_QUERY, FP_LB_LEAST_CONN, FP_LB_RANDOM, FP_LB_ROUND_ROBIN,
-    fp_lb_build_rings, fp_lb_free, fp_lb_init, fp_lb_key, fp_lb_pick,
+    fp_lb_build_rings, fp_lb_free, fp_lb_init, fp_lb_key, fp_lb_pick, fp_lb_usable,
+)
+from fastproxy.fp_peer cimport (
+    FP_BRK_CLOSED, FP_BRK_HALF_OPEN, fp_peer, fp_peer_acquire, fp_peer_now_ms,
+    fp_peer_release,
 )
 from fastproxy.fp_path cimport (
     FP_PATH_ABOVE_ROOT,
@@ -77,7 +81,29 @@ cdef class Server:
         self.requests = 0
         self.failures = 0
         self.stats_index = stats_index
+        self.peer = NULL
 
+    @property
+    def inflight(self):
+        """Requests in flight to this server, from every worker."""
+        return self.peer.inflight if self.peer != NULL else 0
+
+    def peer_state(self):
+        """For /status and tests: this server's shared passive/breaker state."""
+        if self.peer == NULL:
+            return {}
+        now = fp_peer_now_ms()
+        b = self.peer.breaker
+        if b != FP_BRK_CLOSED and self.peer.open_until_ms <= now:
+            b = FP_BRK_HALF_OPEN
+        return {"inflight": self.peer.inflight,
+                "passive_out": self.peer.out_until_ms > now,
+                "breaker": ("closed", "open", "half_open")[b],
+                "trips": self.peer.trips}
+
+
+# FP_PEER_EV_* -> what happened, for logs and tests
+PEER_EVENTS = (None, "passive_out", "breaker_open", "breaker_reopen", "breaker_close")
 
 METHODS = {
     "round_robin": FP_LB_ROUND_ROBIN,
@@ -100,12 +126,12 @@ cdef class Upstream:
 
     def __cinit__(self):
         self.lb.n = 0
-        self.lb.active = NULL
+        self.lb.peer = NULL
         self.lb.down = NULL
-        self.busy = NULL
+        self.own_peers = NULL
         self.downs = NULL
 
-    def __init__(self, cfg, index):
+    def __init__(self, cfg, index, policy=None):
         self.name = cfg.name
         specs = ([s for s in cfg.servers if not s.backup]
                  + [s for s in cfg.servers if s.backup])
@@ -122,23 +148,36 @@ cdef class Upstream:
         cdef uint64_t seed = int.from_bytes(os.urandom(8), "little") | 1
         if fp_lb_init(&self.lb, METHODS[self.balance], n, n_primary, seed) < 0:
             raise MemoryError()
-        self.busy = <int *>calloc(n or 1, sizeof(int))
+        self.own_peers = <fp_peer *>calloc(n or 1, sizeof(fp_peer))
         self.downs = <const uint8_t **>calloc(n or 1, sizeof(uint8_t *))
-        if self.busy == NULL or self.downs == NULL:
+        if self.own_peers == NULL or self.downs == NULL:
             raise MemoryError()
         cdef Server srv
         cdef uint32_t i
-        # The C side reads each server's load through lb.active: the
-        # connections in use (Server.active minus the pooled idle ones, which
-        # a request can reuse), copied into self.busy by pick().
-        self.track_load = self.lb.method in (FP_LB_LEAST_CONN, FP_LB_RANDOM)
         for i in range(n):
             srv = <Server>self.servers[i]
+            srv.position = i
             self.lb.weight[i] = max(srv.weight, 1)
             self.lb.max_conns[i] = max(srv.max_conns, 0)
-            self.lb.active[i] = &self.busy[i]
-            if srv.max_conns > 0:
-                self.track_load = True
+        self.attach_shared(NULL, NULL)
+        # Passive checks need somewhere else to go: like nginx, a lone
+        # server is never taken out by max_fails.
+        self.lb.pol.max_fails = cfg.max_fails if n > 1 else 0
+        self.lb.pol.fail_timeout_ms = <int64_t>(cfg.fail_timeout * 1000)
+        self.lb.pol.slow_start_ms = <int64_t>(cfg.slow_start * 1000)
+        cb = cfg.circuit_breaker
+        if cb is not None:
+            self.lb.pol.brk_consecutive = cb.consecutive_failures
+            self.lb.pol.brk_error_pct = <uint32_t>round(cb.error_rate * 100)
+            self.lb.pol.brk_min_requests = cb.min_requests
+            self.lb.pol.brk_window_ms = <int64_t>(cb.window * 1000)
+            self.lb.pol.brk_open_ms = max(<int64_t>(cb.cooldown * 1000), 1)
+            self.lb.pol.brk_trials = cb.half_open_requests
+        self.retries = cfg.retries
+        self.retry_non_idempotent = cfg.retry_non_idempotent
+        self.retry_timeout = cfg.retry_timeout
+        self.fail_on_5xx = cfg.fail_on_5xx
+        self.policy = policy
         if self.lb.method == FP_LB_IP_HASH or self.lb.method == FP_LB_HASH:
             build_rings(self)
         self.keepalive = cfg.keepalive
@@ -157,17 +196,75 @@ cdef class Upstream:
 
     def __dealloc__(self):
         fp_lb_free(&self.lb)
-        free(self.busy)
+        free(self.own_peers)
         free(self.downs)
 
-    cdef void set_down(self, const uint8_t *down):
+    cdef void attach_shared(self, const uint8_t *down, fp_peer *peers):
         cdef uint32_t i
-        if down == NULL or self.downs == NULL:
-            self.lb.down = NULL
-            return
+        cdef Server srv
         for i in range(self.lb.n):
-            self.downs[i] = down + (<Server>PyList_GET_ITEM(self.servers, i)).stats_index
-        self.lb.down = self.downs
+            srv = <Server>PyList_GET_ITEM(self.servers, i)
+            srv.peer = &peers[srv.stats_index] if peers != NULL else &self.own_peers[i]
+            self.lb.peer[i] = srv.peer
+            if down != NULL:
+                self.downs[i] = down + srv.stats_index
+        self.lb.down = self.downs if down != NULL else NULL
+
+    def lb_policy(self):
+        """The passive-health, breaker and slow-start settings, in seconds."""
+        return {"max_fails": self.lb.pol.max_fails,
+                "fail_timeout": self.lb.pol.fail_timeout_ms / 1000,
+                "cooldown": self.lb.pol.brk_open_ms / 1000,
+                "slow_start": self.lb.pol.slow_start_ms / 1000}
+
+    cdef int acquire(self, Server srv):
+        return fp_peer_acquire(srv.peer, &self.lb.pol, fp_peer_now_ms())
+
+    cdef int release(self, Server srv, int trial, int outcome):
+        return fp_peer_release(srv.peer, &self.lb.pol, trial, outcome, fp_peer_now_ms())
+
+    cdef Server repick(self, uint64_t exclude, bytes client_ip):
+        cdef const char *key = NULL
+        cdef size_t klen = 0
+        cdef int i
+        if self.policy is not None:
+            from fastproxy.policy import RequestInfo
+            return self.custom_pick(
+                RequestInfo(client_ip=(client_ip or b"").decode(), retry=True), client_ip,
+                exclude)
+        if self.lb.method == FP_LB_IP_HASH and client_ip is not None:
+            key = client_ip
+            klen = len(client_ip)
+        self.lb.exclude = exclude
+        i = fp_lb_pick(&self.lb, key, klen)
+        self.lb.exclude = 0
+        if i < 0:
+            return None
+        return <Server>PyList_GET_ITEM(self.servers, i)
+
+    cdef Server custom_pick(self, object request, bytes client_ip, uint64_t exclude):
+        """The opt-in Python policy: one call per request, given the usable
+        servers (primaries, or the backups when no primary is usable)."""
+        cdef uint32_t i
+        cdef Server srv
+        self.lb.now = fp_peer_now_ms()
+        self.lb.exclude = exclude
+        primaries, backups = [], []
+        for i in range(self.lb.n):
+            if fp_lb_usable(&self.lb, i):
+                srv = <Server>PyList_GET_ITEM(self.servers, i)
+                (backups if srv.backup else primaries).append(srv)
+        self.lb.exclude = 0
+        candidates = primaries or backups
+        if not candidates:
+            return None
+        chosen = self.policy.pick(request, candidates)
+        if chosen is None:
+            return None
+        if not isinstance(chosen, Server) or chosen not in candidates:
+            raise ValueError(f"{type(self.policy).__name__}.pick returned {chosen!r}, "
+                             "not one of the servers it was given")
+        return <Server>chosen
 
     cdef Server pick(self, const char *buf, const fp_head *h, bytes client_ip,
                      const char *target, size_t tlen):
@@ -175,11 +272,8 @@ cdef class Upstream:
         cdef size_t klen = 0
         cdef int i
         cdef uint32_t j
-        cdef Server srv
-        if self.track_load:
-            for j in range(self.lb.n):
-                srv = <Server>PyList_GET_ITEM(self.servers, j)
-                self.busy[j] = srv.active - len(srv.idle)
+        if self.policy is not None:
+            return self.custom_pick(request_info(buf, h, client_ip, target, tlen), client_ip, 0)
         if self.lb.method == FP_LB_IP_HASH:
             if client_ip is not None:
                 key = client_ip
@@ -202,7 +296,28 @@ cdef class Upstream:
         cdef const uint8_t *p = NULL
         if flags is not None:
             p = <const uint8_t *><char *>flags
-        self.set_down(p)
+        self.attach_shared(p, NULL)
+
+    def set_inflight_for_test(self, str address, long n):
+        """For tests: pretend `n` requests are in flight to `address`."""
+        (<Server>self._by_address(address)).peer.inflight = n
+
+    def acquire_for_test(self, str address):
+        """For tests: count a request in flight to `address`; returns the trial flag."""
+        return self.acquire(self._by_address(address))
+
+    def release_for_test(self, str address, int trial, str outcome):
+        """For tests: end a request ("ok", "fail" or "neutral"); returns the event
+        name or None."""
+        ev = self.release(self._by_address(address), trial,
+                          {"neutral": 0, "ok": 1, "fail": 2}[outcome])
+        return PEER_EVENTS[ev]
+
+    def _by_address(self, str address):
+        for srv in self.servers:
+            if srv.address == address:
+                return srv
+        raise KeyError(address)
 
     def pick_for_test(self, bytes client_ip, bytes head_bytes):
         """For tests: the address pick() chooses for a raw request head, or None."""
@@ -257,6 +372,23 @@ cdef class TestHead:
 
     def __dealloc__(self):
         free(self.slots)
+
+
+cdef object request_info(const char *buf, const fp_head *h, bytes client_ip,
+                         const char *target, size_t tlen):
+    """A RequestInfo for a custom policy (Python objects: opt-in only)."""
+    from fastproxy.policy import RequestInfo
+    cdef uint32_t i
+    headers = {}
+    for i in range(h.num_headers):
+        f = h.headers[i]
+        name = buf[f.name.off:f.name.off + f.name.len].decode("latin-1").lower()
+        if name not in headers:
+            headers[name] = buf[f.value.off:f.value.off + f.value.len].decode("latin-1")
+    return RequestInfo(
+        method=buf[h.method.off:h.method.off + h.method.len].decode("latin-1"),
+        target=target[:tlen].decode("latin-1"), headers=headers,
+        client_ip=(client_ip or b"").decode())
 
 
 cdef int build_rings(Upstream self) except -1:
@@ -343,10 +475,12 @@ def prefix_len(Route r):
 
 
 cdef class Router:
-    def __init__(self, config, index=None):
+    def __init__(self, config, index=None, policies=None):
         from fastproxy._stats import StatsIndex
         self.index = index if index is not None else StatsIndex()
-        self.upstreams = {name: Upstream(u, self.index) for name, u in config.upstreams.items()}
+        policies = policies or {}
+        self.upstreams = {name: Upstream(u, self.index, policies.get(name))
+                          for name, u in config.upstreams.items()}
         self.any_host = []
         self.exact = {}
         wild = {}
@@ -367,10 +501,10 @@ cdef class Router:
         self.wildcards = sorted(wild.items(), key=lambda kv: -len(kv[0]))
         self.has_hosts = bool(self.exact or self.wildcards)
 
-    cdef void set_down(self, const uint8_t *down):
+    cdef void attach_shared(self, const uint8_t *down, fp_peer *peers):
         cdef Upstream u
         for u in self.upstreams.values():
-            u.set_down(down)
+            u.attach_shared(down, peers)
 
     cdef Route match(self, const char *host, size_t hlen, const char *path, size_t plen):
         """Host tier first (exact, then the longest wildcard suffix, then any

@@ -55,6 +55,7 @@ from fastproxy.config_values import (
 __all__ = [
     "Address",
     "AdminConfig",
+    "CircuitBreaker",
     "Config",
     "ConfigError",
     "ConfigIssue",
@@ -173,6 +174,20 @@ class HealthCheck:
 
 
 @dataclass(frozen=True, slots=True)
+class CircuitBreaker:
+    """Per server: trip after `consecutive_failures` in a row, or when at least
+    `min_requests` outcomes within `window` failed at `error_rate` or more;
+    stay open `cooldown`, then let `half_open_requests` trials through."""
+
+    consecutive_failures: int = 5
+    error_rate: float = 0.0  # 0 = no error-rate trip
+    min_requests: int = 20
+    window: float = 10.0
+    cooldown: float = 30.0
+    half_open_requests: int = 1
+
+
+@dataclass(frozen=True, slots=True)
 class UpstreamConfig:
     name: str
     servers: tuple[ServerSpec, ...]
@@ -186,6 +201,14 @@ class UpstreamConfig:
     send_timeout: float = 60.0
     host: str = "pass"
     health_check: HealthCheck | None = None
+    retries: int = 2
+    retry_non_idempotent: bool = False
+    retry_timeout: float = 10.0
+    max_fails: int = 1
+    fail_timeout: float = 10.0
+    fail_on_5xx: bool = False
+    slow_start: float = 0.0
+    circuit_breaker: CircuitBreaker | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -515,6 +538,33 @@ def _health_check(chk: _Checker, path: KeyPath, value: Any) -> Any:
     return _BAD if kw is None else HealthCheck(**kw)
 
 
+def _error_rate(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= 1:
+        raise ValueError(f"expected a fraction in (0, 1], e.g. 0.5, got {v!r}")
+    return float(v)
+
+
+_BREAKER_CONVS: dict[str, Conv] = {
+    "consecutive_failures": _int(0, 1_000_000),
+    "error_rate": _simple(_error_rate),
+    "min_requests": _int(1, 1_000_000),
+    "window": _simple(parse_positive_duration),
+    "cooldown": _simple(parse_positive_duration),
+    "half_open_requests": _int(1, 1000),
+}
+
+
+def _circuit_breaker(chk: _Checker, path: KeyPath, value: Any) -> Any:
+    kw = chk.fields(path, value, _BREAKER_CONVS)
+    if kw is None:
+        return _BAD
+    cb = CircuitBreaker(**kw)
+    if cb.consecutive_failures == 0 and cb.error_rate == 0:
+        chk.err(path, "set consecutive_failures and/or error_rate, or the breaker never trips")
+        return _BAD
+    return cb
+
+
 _UPSTREAM_CONVS: dict[str, Conv] = {
     "servers": _servers,
     "balance": _simple(parse_balance),
@@ -527,6 +577,14 @@ _UPSTREAM_CONVS: dict[str, Conv] = {
     "send_timeout": _simple(parse_positive_duration),
     "host": _simple(parse_upstream_host),
     "health_check": _health_check,
+    "retries": _int(0, 100),
+    "retry_non_idempotent": _simple(expect_bool),
+    "retry_timeout": _simple(parse_duration),
+    "max_fails": _int(0, 1_000_000),
+    "fail_timeout": _simple(parse_positive_duration),
+    "fail_on_5xx": _simple(expect_bool),
+    "slow_start": _simple(parse_duration),
+    "circuit_breaker": _circuit_breaker,
 }
 
 
@@ -743,4 +801,5 @@ assert set(_SERVER_CONVS) == {f.name for f in fields(ServerConfig)}
 assert set(_LOG_CONVS) == {f.name for f in fields(LogConfig)}
 assert set(_ADMIN_CONVS) == {f.name for f in fields(AdminConfig)}
 assert set(_HEALTH_CONVS) == {f.name for f in fields(HealthCheck)}
+assert set(_BREAKER_CONVS) == {f.name for f in fields(CircuitBreaker)}
 assert set(_UPSTREAM_CONVS) | {"name"} == {f.name for f in fields(UpstreamConfig)}

@@ -7,6 +7,7 @@ from typing import Any, Literal, TypeAlias
 __all__ = [
     "Address",
     "AdminConfig",
+    "CircuitBreaker",
     "Config",
     "ConfigError",
     "ConfigIssue",
@@ -105,6 +106,15 @@ class HealthCheck:
     def status_ok(self, status: int) -> bool: ...
 
 @dataclass(frozen=True, slots=True)
+class CircuitBreaker:
+    consecutive_failures: int = 5
+    error_rate: float = 0.0
+    min_requests: int = 20
+    window: float = 10.0
+    cooldown: float = 30.0
+    half_open_requests: int = 1
+
+@dataclass(frozen=True, slots=True)
 class UpstreamConfig:
     name: str
     servers: tuple[ServerSpec, ...]
@@ -118,6 +128,14 @@ class UpstreamConfig:
     send_timeout: float = 60.0
     host: str = "pass"
     health_check: HealthCheck | None = None
+    retries: int = 2
+    retry_non_idempotent: bool = False
+    retry_timeout: float = 10.0
+    max_fails: int = 1
+    fail_timeout: float = 10.0
+    fail_on_5xx: bool = False
+    slow_start: float = 0.0
+    circuit_breaker: CircuitBreaker | None = None
 
 @dataclass(frozen=True, slots=True)
 class HeaderRules:

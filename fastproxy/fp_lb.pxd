@@ -3,6 +3,7 @@
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 
 from fastproxy.fp_http1 cimport fp_head
+from fastproxy.fp_peer cimport fp_peer, fp_peer_policy
 
 
 cdef extern from "fp_lb.h" nogil:
@@ -38,8 +39,11 @@ cdef extern from "fp_lb.h" nogil:
         int32_t *weight
         int32_t *max_conns
         int64_t *current
-        int **active
+        fp_peer **peer
+        fp_peer_policy pol
         const uint8_t **down
+        uint64_t exclude
+        int64_t now
         uint32_t rr
         uint64_t rng
         fp_lb_ring ring[2]
@@ -48,6 +52,7 @@ cdef extern from "fp_lb.h" nogil:
     void fp_lb_free(fp_lb *lb)
     int fp_lb_build_rings(fp_lb *lb, const char *const *names, const size_t *name_lens)
     int fp_lb_pick(fp_lb *lb, const char *key, size_t klen)
+    bint fp_lb_usable(const fp_lb *lb, uint32_t i)
     uint64_t fp_lb_hash64(const char *p, size_t n)
     int fp_lb_key(int kind, const char *name, size_t nlen, const char *buf, const fp_head *h,
                   const char *target, size_t tlen, const char **out, size_t *olen)

@@ -1,8 +1,15 @@
 # Mirror of csrc/fp_stats.h: per-worker counters in shared memory.
 from libc.stdint cimport int64_t, uint8_t, uint64_t
 
+from fastproxy.fp_peer cimport fp_peer
+
 
 cdef extern from "fp_stats.h" nogil:
+    enum:
+        FP_DOWN_HEALTH
+        FP_DOWN_DRAIN
+        FP_DOWN_DISABLED
+
     enum:
         FP_STATS_SLOTS
         FP_STATS_ROUTES
@@ -19,6 +26,7 @@ cdef extern from "fp_stats.h" nogil:
         uint64_t buckets[12]
         uint64_t count
         uint64_t sum_us
+        int64_t inflight
 
     ctypedef struct fp_worker_stats:
         int64_t pid
@@ -31,6 +39,7 @@ cdef extern from "fp_stats.h" nogil:
         int64_t upstream_active
         uint64_t upstream_requests
         uint64_t errors
+        uint64_t retries
         uint64_t cache[6]
         fp_route_stats routes[128]
         fp_server_stats servers[256]
@@ -41,6 +50,7 @@ cdef extern from "fp_stats.h" nogil:
         uint64_t generation
         double started
         uint8_t down[256]
+        fp_peer peers[256]
         fp_worker_stats slot[65]
 
     uint64_t FP_STATS_MAGIC

@@ -1,7 +1,7 @@
 """Load-balancing policies (csrc/fp_lb*.c) through Upstream.pick_for_test/key_for_test.
 
-Upstreams are built from real configs; server load is set through Server.active and
-Server.idle (pick() balances on connections in use: active minus idle pooled ones).
+Upstreams are built from real configs; server load is the requests in flight to each server
+(fp_peer.inflight, shared by all workers), set with Upstream.set_inflight_for_test.
 """
 
 from __future__ import annotations
@@ -117,11 +117,11 @@ def test_backup_only_when_every_primary_is_full(balance: str) -> None:
     u = upstream(servers, balance, "path" if balance == "hash" else None)
     s = by_address(u)
     assert "10.0.0.9:80" not in picks(u, 50)
-    s["10.0.0.1:80"].active = 2
+    u.set_inflight_for_test("10.0.0.1:80", 2)
     assert set(picks(u, 20)) == {"10.0.0.2:80"}
-    s["10.0.0.2:80"].active = 1
+    u.set_inflight_for_test("10.0.0.2:80", 1)
     assert set(picks(u, 20)) == {"10.0.0.9:80"}
-    s["10.0.0.2:80"].active = 0
+    u.set_inflight_for_test("10.0.0.2:80", 0)
     assert set(picks(u, 20)) == {"10.0.0.2:80"}
 
 
@@ -134,25 +134,27 @@ def test_every_server_full_gives_none(balance: str) -> None:
     ]
     u = upstream(servers, balance, "header:X-User" if balance == "hash" else None)
     for s, n in zip(u.unique_servers(), (1, 3, 1), strict=True):
-        s.active = n
+        u.set_inflight_for_test(s.address, n)
     h = head(headers=(("X-User", "alice"),))
     assert picks(u, 10, h=h) == [None] * 10
-    u.unique_servers()[2].active = 0
+    u.set_inflight_for_test("10.0.0.9:80", 0)
     assert set(picks(u, 10, h=h)) == {"10.0.0.9:80"}
 
 
-def test_idle_pooled_connections_do_not_count_against_max_conns() -> None:
+def test_max_conns_counts_requests_in_flight_not_pooled_connections() -> None:
     u = upstream([{"address": "10.0.0.1:80", "max_conns": 1}], "round_robin")
     (s,) = u.unique_servers()
-    s.active = 1
+    s.active = 1  # one open connection, idle in the pool: reusable
+    assert u.pick_for_test(IP, GET) == "10.0.0.1:80"
+    u.acquire_for_test("10.0.0.1:80")  # a request in flight (in any worker)
     assert u.pick_for_test(IP, GET) is None
-    s.idle.append(object())  # the one open connection is idle in the pool: reusable
+    u.release_for_test("10.0.0.1:80", 0, "ok")
     assert u.pick_for_test(IP, GET) == "10.0.0.1:80"
 
 
 def test_max_conns_zero_is_unlimited() -> None:
     u = upstream([{"address": "10.0.0.1:80", "max_conns": 0}], "round_robin")
-    u.unique_servers()[0].active = 10**6
+    u.set_inflight_for_test("10.0.0.1:80", 10**6)
     assert u.pick_for_test(IP, GET) == "10.0.0.1:80"
 
 
@@ -164,11 +166,11 @@ def test_least_conn_picks_fewest_relative_to_weight() -> None:
         ["10.0.0.1:80", {"address": "10.0.0.2:80", "weight": 4}, "10.0.0.3:80"], "least_conn"
     )
     s = by_address(u)
-    s["10.0.0.1:80"].active = 2
-    s["10.0.0.2:80"].active = 4  # 4/4 = 1 < 2
-    s["10.0.0.3:80"].active = 3
+    u.set_inflight_for_test("10.0.0.1:80", 2)
+    u.set_inflight_for_test("10.0.0.2:80", 4)  # 4/4 = 1 < 2
+    u.set_inflight_for_test("10.0.0.3:80", 3)
     assert set(picks(u, 10)) == {"10.0.0.2:80"}
-    s["10.0.0.2:80"].active = 12  # 3 > 2
+    u.set_inflight_for_test("10.0.0.2:80", 12)  # 3 > 2
     assert set(picks(u, 10)) == {"10.0.0.1:80"}
 
 
@@ -189,7 +191,7 @@ def test_random_follows_weights_when_idle() -> None:
 
 def test_random_avoids_the_loaded_server() -> None:
     u = upstream(["10.0.0.1:80", "10.0.0.2:80"], "random")
-    by_address(u)["10.0.0.1:80"].active = 5
+    u.set_inflight_for_test("10.0.0.1:80", 5)
     counts = Counter(picks(u, 4000))
     # the loaded server wins only when both draws hit it: ~1/4
     assert 0.2 < counts["10.0.0.1:80"] / 4000 < 0.3
@@ -248,7 +250,7 @@ def test_full_server_passes_its_keys_along_the_ring() -> None:
     )
     s = by_address(u)
     owners = {i: u.pick_for_test(IP, head(f"/k/{i}")) for i in range(200)}
-    s["10.0.0.2:80"].active = 1
+    u.set_inflight_for_test("10.0.0.2:80", 1)
     for i, owner in owners.items():
         now = u.pick_for_test(IP, head(f"/k/{i}"))
         assert now != "10.0.0.2:80"
