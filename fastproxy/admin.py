@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from fastproxy import admin_control
 from fastproxy._http1 import ParseError, parse_request
 from fastproxy._stats import BUCKET_BOUNDS
 from fastproxy._version import __version__
@@ -44,6 +45,7 @@ METRICS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 JSON_CONTENT_TYPE = "application/json"
 CODES = ("aborted", "1xx", "2xx", "3xx", "4xx", "5xx")  # index = fp_stats_class()
 ENDPOINTS = ("/metrics", "/status")
+IDLE_PEER = {"inflight": 0, "passive_out": False, "breaker": "closed", "trips": 0}
 ALLOW = "GET, HEAD"
 OVERFLOW_LABEL = "other"  # an index shared by several names (past the region's capacity)
 
@@ -214,6 +216,51 @@ def render_metrics(
         )
 
     w.family(
+        "fastproxy_upstream_retries_total",
+        "counter",
+        "Requests sent to another server after a server failed them.",
+    )
+    w.sample("fastproxy_upstream_retries_total", (), tot.get("retries", 0))
+    peers = snapshot.get("peers", {})
+    admin = snapshot.get("admin", {})
+    per_server = (
+        (
+            "fastproxy_upstream_server_inflight",
+            "gauge",
+            "Requests in flight to an upstream server, all workers.",
+            lambda i: peers.get(i, IDLE_PEER)["inflight"],
+        ),
+        (
+            "fastproxy_upstream_server_passive_out",
+            "gauge",
+            "1 while passive checks (max_fails) hold an upstream server out.",
+            lambda i: int(peers.get(i, IDLE_PEER)["passive_out"]),
+        ),
+        (
+            "fastproxy_upstream_server_breaker_open",
+            "gauge",
+            "1 while an upstream server's circuit breaker is open or half-open.",
+            lambda i: int(peers.get(i, IDLE_PEER)["breaker"] != "closed"),
+        ),
+        (
+            "fastproxy_upstream_server_trips_total",
+            "counter",
+            "Times passive checks or the circuit breaker took an upstream server out.",
+            lambda i: peers.get(i, IDLE_PEER)["trips"],
+        ),
+        (
+            "fastproxy_upstream_server_admin_enabled",
+            "gauge",
+            "0 while an upstream server is drained or disabled through the admin API.",
+            lambda i: int(i not in admin),
+        ),
+    )
+    for name, kind, help_text, value in per_server:
+        w.family(name, kind, help_text)
+        for (upstream, server), i in server_names:
+            w.sample(name, (("upstream", upstream), ("server", server)), value(i))
+
+    w.family(
         "fastproxy_upstream_requests_total",
         "counter",
         "Requests sent to an upstream server.",
@@ -312,9 +359,12 @@ def render_status(
         "upstream_connections_active": tot["upstream_active"],
         "upstream_requests": tot["upstream_requests"],
         "errors": tot["errors"],
+        "retries": tot.get("retries", 0),
     }
     server_stats = snapshot.get("servers", {})
     down = set(snapshot.get("down", ()))
+    admin = snapshot.get("admin", {})
+    peers = snapshot.get("peers", {})
     upstreams: dict[str, Any] = {}
     for name, up in config.upstreams.items():
         entries = []
@@ -323,12 +373,18 @@ def render_status(
             index = servers.get((name, address))
             i = None if spec.backup else index
             s = server_stats.get(i, {}) if i is not None else {}
+            peer = peers.get(index, IDLE_PEER) if index is not None else IDLE_PEER
             entries.append(
                 {
                     "address": address,
                     "weight": spec.weight,
                     "backup": spec.backup,
                     "state": "down" if index is not None and index in down else "up",
+                    "admin": admin.get(index, "enabled"),
+                    "drained": admin.get(index) == "drain" and peer["inflight"] == 0,
+                    "inflight": peer["inflight"],
+                    "passive_out": peer["passive_out"],
+                    "breaker": peer["breaker"],
                     "active": s.get("active", 0),
                     "requests": s.get("requests", 0),
                     "failures": s.get("failures", 0),
@@ -529,6 +585,15 @@ class AdminServer:
                 head_only=head_only,
             )
         path = target.split(b"?", 1)[0].decode("latin-1")
+        control = admin_control.match(path)
+        if control is not None:
+            if method != b"POST":
+                return _response(405, b"method not allowed\n", extra=[("Allow", "POST")])
+            status, doc = admin_control.apply(self.region, self.index, self.config, *control)
+            if status == 200:
+                log.info("admin: %s %s %s", doc["upstream"], doc["server"], doc["admin"])
+            body = (json.dumps(doc) + "\n").encode()
+            return _response(status, body, JSON_CONTENT_TYPE)
         if path not in ENDPOINTS:
             return _response(404, b"not found\n", head_only=head_only)
         if method not in (b"GET", b"HEAD"):

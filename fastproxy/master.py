@@ -45,7 +45,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import NoReturn
 
-from fastproxy import pidfile
+from fastproxy import admin_control, pidfile
 from fastproxy._stats import StatsIndex, StatsRegion
 from fastproxy._tables import Router
 from fastproxy.admin import AdminServer, bind_admin
@@ -752,6 +752,8 @@ class Master:
         self._switch_admin(self.config, pending.admin_sock, pending.admin_rebind)
         if self.health is not None:
             self.health.update(self.config)  # kept servers keep their state
+        if self.stats is not None:  # drained/disabled servers stay so while configured
+            admin_control.forget_removed(self.stats, self.index.servers, self.config)
         self.slots = [*pending.pids]
         self.backoff = [0.0] * len(self.slots)
         self.ready = True
