@@ -10,7 +10,9 @@ from libc.string cimport memset
 from posix.mman cimport MAP_ANONYMOUS, MAP_FAILED, MAP_SHARED, PROT_READ, PROT_WRITE
 from posix.mman cimport mmap, munmap
 
-from fastproxy.fp_peer cimport FP_BRK_CLOSED, FP_BRK_HALF_OPEN, fp_peer, fp_peer_forget, fp_peer_now_ms
+from fastproxy.fp_peer cimport (
+    FP_BRK_CLOSED, FP_BRK_HALF_OPEN, fp_peer, fp_peer_forget, fp_peer_now_ms,
+)
 from fastproxy.fp_stats cimport (
     FP_DOWN_DISABLED,
     FP_DOWN_DRAIN,

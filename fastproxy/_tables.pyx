@@ -271,7 +271,6 @@ cdef class Upstream:
         cdef const char *key = NULL
         cdef size_t klen = 0
         cdef int i
-        cdef uint32_t j
         if self.policy is not None:
             return self.custom_pick(request_info(buf, h, client_ip, target, tlen), client_ip, 0)
         if self.lb.method == FP_LB_IP_HASH:

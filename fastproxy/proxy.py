@@ -14,12 +14,14 @@ import asyncio
 import logging
 import signal
 import socket
+from collections.abc import Mapping
 from typing import Any
 
 from fastproxy._protocols import make_client_factory
 from fastproxy._runtime import Runtime
 from fastproxy.config import Address, Config
 from fastproxy.logs import AccessLog, setup_error_log
+from fastproxy.policy import Policy
 
 log = logging.getLogger("fastproxy")
 
@@ -27,8 +29,14 @@ log = logging.getLogger("fastproxy")
 class Proxy:
     """One fastproxy engine on one event loop (single process)."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, policies: Mapping[str, Policy] | None = None) -> None:
+        """`policies`: {upstream name: a fastproxy.Policy} replacing that
+        upstream's `balance` method with Python code (fastproxy.policy)."""
+        unknown = set(policies or {}) - set(config.upstreams)
+        if unknown:
+            raise ValueError(f"policies for unknown upstreams: {', '.join(sorted(unknown))}")
         self.config = config
+        self.policies = dict(policies or {})
         self._runtime: Any = None
         self._servers: dict[Address, asyncio.base_events.Server] = {}
         self._access: AccessLog | None = None
@@ -48,7 +56,7 @@ class Proxy:
         StatsIndex) makes this worker count into the master's shared region."""
         loop = asyncio.get_running_loop()
         index = stats[2] if stats is not None else None
-        self._runtime = Runtime(self.config, loop, log, index)
+        self._runtime = Runtime(self.config, loop, log, index, self.policies)
         if stats is not None:
             self._runtime.attach_stats(stats[0], stats[1])
         self._stopped = asyncio.Event()

@@ -1,11 +1,14 @@
 import socket
+from collections.abc import Mapping
 from typing import Any
 
 from fastproxy.config import Address, Config
+from fastproxy.policy import Policy
 
 class Proxy:
     config: Config
-    def __init__(self, config: Config) -> None: ...
+    policies: dict[str, Policy]
+    def __init__(self, config: Config, *, policies: Mapping[str, Policy] | None = None) -> None: ...
     async def start(
         self,
         sockets: dict[Address, socket.socket] | None = None,

@@ -115,7 +115,6 @@ def test_backup_only_when_every_primary_is_full(balance: str) -> None:
         {"address": "10.0.0.9:80", "backup": True},
     ]
     u = upstream(servers, balance, "path" if balance == "hash" else None)
-    s = by_address(u)
     assert "10.0.0.9:80" not in picks(u, 50)
     u.set_inflight_for_test("10.0.0.1:80", 2)
     assert set(picks(u, 20)) == {"10.0.0.2:80"}
@@ -165,7 +164,6 @@ def test_least_conn_picks_fewest_relative_to_weight() -> None:
     u = upstream(
         ["10.0.0.1:80", {"address": "10.0.0.2:80", "weight": 4}, "10.0.0.3:80"], "least_conn"
     )
-    s = by_address(u)
     u.set_inflight_for_test("10.0.0.1:80", 2)
     u.set_inflight_for_test("10.0.0.2:80", 4)  # 4/4 = 1 < 2
     u.set_inflight_for_test("10.0.0.3:80", 3)
@@ -248,7 +246,6 @@ def test_full_server_passes_its_keys_along_the_ring() -> None:
     u = upstream(
         [{"address": f"10.0.0.{i}:80", "max_conns": 1} for i in range(1, 5)], "hash", "path"
     )
-    s = by_address(u)
     owners = {i: u.pick_for_test(IP, head(f"/k/{i}")) for i in range(200)}
     u.set_inflight_for_test("10.0.0.2:80", 1)
     for i, owner in owners.items():
