@@ -76,8 +76,8 @@ static inline int fp_peer_usable(const fp_peer *p, const fp_peer_policy *pol, in
     if (__atomic_load_n(&p->out_until_ms, __ATOMIC_RELAXED) > now)
         return 0;
     int32_t b = __atomic_load_n(&p->breaker, __ATOMIC_RELAXED);
-    if (b == FP_BRK_CLOSED)
-        return 1;
+    if (b == FP_BRK_CLOSED || pol->brk_open_ms <= 0)
+        return 1;                      /* (a reload may have turned the breaker off) */
     if (b == FP_BRK_OPEN && __atomic_load_n(&p->open_until_ms, __ATOMIC_RELAXED) > now)
         return 0;
     return (uint32_t)__atomic_load_n(&p->trials, __ATOMIC_RELAXED) < pol->brk_trials;

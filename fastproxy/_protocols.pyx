@@ -361,7 +361,11 @@ cdef class ClientProtocol(Conn):
             self.local(route.redirect_status, EMPTY, b"Location: " + loc + b"\r\n", head_len)
             return
         ups = route.upstream
-        self.server = ups.pick(p, &self.head, self.peer_ip, t, tl)
+        try:
+            self.server = ups.pick(p, &self.head, self.peer_ip, t, tl)
+        except Exception as exc:        # a custom Python policy failed
+            self.fail(500, f"balancing policy failed: {exc!r}")
+            return
         if self.server is None:
             self.fail(503, "no server available")
             return
@@ -646,7 +650,11 @@ cdef class ClientProtocol(Conn):
             return False
         if u.retry_timeout > 0 and monotonic() - self.t_start > u.retry_timeout:
             return False
-        srv = u.repick(self.tried, self.peer_ip)
+        try:
+            srv = u.repick(self.tried, self.peer_ip)
+        except Exception as exc:        # a custom Python policy failed
+            self.rt.log.warning("balancing policy failed on retry: %r", exc)
+            return False
         if srv is None:
             return False
         self.tries += 1
