@@ -12,7 +12,7 @@ What runs (all on 127.0.0.1, every process started here is stopped here, by pid)
 * nginx   - an nginx reverse proxy configured like the fastproxy config below; every
             directive and why it is there is commented in nginx_proxy_conf().
 * fastproxy - ``python3 -m fastproxy run -c FILE`` with the config of fastproxy_config().
-* wrk     - ``wrk -t1 -c50 -dS --latency -s <scenario lua + bench/wrk/report.lua>``.
+* wrk     - ``wrk -t1 -c50 -dS --latency -s <scenario lua + the report script>``.
 
 For each scenario and each worker count (1 and N = CPUs available), both proxies are
 started fresh, checked with one request each (status and body length), warmed up, then
@@ -64,11 +64,13 @@ WRK_DIR = HERE / "wrk"
 INSTALL_HINT = "apt-get install -y wrk nginx"
 
 
-def _load_tune() -> ModuleType:
-    """fastproxy/tune.py by path: its helpers (wrk parser, /proc accounting, TOML writer)
-    are standard-library only, and loading the file alone keeps this benchmark usable
-    whatever state the rest of the package (C extension, imports) is in."""
-    spec = importlib.util.spec_from_file_location("_fastproxy_tune", ROOT / "fastproxy/tune.py")
+def _load(module: str) -> ModuleType:
+    """fastproxy/<module>.py by path: the wrk, /proc and TOML helpers are standard-library
+    only, and loading the files alone keeps this benchmark usable whatever state the rest
+    of the package (C extensions, installation) is in."""
+    spec = importlib.util.spec_from_file_location(
+        f"_fastproxy_{module}", ROOT / f"fastproxy/{module}.py"
+    )
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod  # dataclasses look their module up here
@@ -76,7 +78,15 @@ def _load_tune() -> ModuleType:
     return mod
 
 
-tune = _load_tune()
+procinfo = _load("procinfo")
+_wrk = _load("wrk")
+WRK_REPORT_LUA, parse_wrk_output, wrk_command = (
+    _wrk.WRK_REPORT_LUA,
+    _wrk.parse_wrk_output,
+    _wrk.wrk_command,
+)
+dumps_toml = _load("toml_edit").dumps_toml
+
 
 # --------------------------------------------------------------------------- scenarios
 
@@ -94,7 +104,7 @@ class Scenario:
     method: str = "GET"
     body_len: int = 0  # request body size (the preflight check sends it too)
     wrk_headers: tuple[str, ...] = ()  # wrk -H ...
-    lua: str | None = None  # file in bench/wrk/ run before report.lua
+    lua: str | None = None  # file in bench/wrk/ run before the report script
     expect_status: int = 200
     origin_conf: str = ""  # extra directives in the origin's server {} block
     nginx_conf: str = ""  # extra directives in the nginx proxy's location / {} block
@@ -273,7 +283,7 @@ def cleanup() -> None:
     while _STARTED:
         proc = _STARTED.pop()
         with contextlib.suppress(Exception):
-            tune.stop_process(proc, timeout=20)
+            procinfo.stop_process(proc, timeout=20)
 
 
 atexit.register(cleanup)
@@ -309,7 +319,7 @@ def start(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
 def stop(proc: subprocess.Popen[Any] | None) -> None:
     if proc is None:
         return
-    tune.stop_process(proc, timeout=20)
+    procinfo.stop_process(proc, timeout=20)
     with contextlib.suppress(ValueError):
         _STARTED.remove(proc)
 
@@ -353,7 +363,7 @@ class Proxy:
 def start_and_wait(name: str, cmd: list[str], port: int, log: Path) -> Proxy:
     proc = start(cmd, log)
     try:
-        tune.wait_port("127.0.0.1", port, up=True, timeout=30, proc=proc)
+        procinfo.wait_port("127.0.0.1", port, up=True, timeout=30, proc=proc)
     except (RuntimeError, TimeoutError) as exc:
         stop(proc)
         raise ScenarioError(f"{name} did not start: {exc}\n{_tail(log)}") from None
@@ -447,10 +457,11 @@ class Load:
 
 
 def wrk_script(s: Scenario, into: Path) -> Path:
-    """The scenario's Lua (if any) followed by report.lua; wrk takes one -s file."""
+    """The scenario's Lua (if any) followed by the report script
+    (fastproxy.wrk.WRK_REPORT_LUA); wrk takes one -s file."""
     path = into / f"{s.name}.lua"
     parts = [(WRK_DIR / s.lua).read_text()] if s.lua else []
-    parts.append((WRK_DIR / "report.lua").read_text())
+    parts.append(WRK_REPORT_LUA)
     path.write_text("\n".join(parts))
     return path
 
@@ -465,7 +476,7 @@ def run_wrk(
 ) -> dict[str, Any]:
     """One wrk run against p; returns the round's measurements."""
     cmd = pinned(
-        tune.wrk_command(
+        wrk_command(
             f"http://127.0.0.1:{p.port}{s.path}",
             duration=duration,
             threads=load.threads,
@@ -475,15 +486,15 @@ def run_wrk(
         ),
         load.cpu,
     )
-    pids0 = pids = tune.proc_tree(p.proc.pid)
-    origin_pids = tune.proc_tree(origin.pid) if origin else []
+    pids0 = pids = procinfo.proc_tree(p.proc.pid)
+    origin_pids = procinfo.proc_tree(origin.pid) if origin else []
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     self0 = resource.getrusage(resource.RUSAGE_SELF)
-    busy0 = tune.machine_busy_seconds()
-    core0 = tune.machine_busy_seconds(load.proxy_cpu) if load.proxy_cpu is not None else 0.0
-    cpu0 = tune.cpu_seconds(pids)
-    ocpu0 = tune.cpu_seconds(origin_pids)
-    peak_kib = tune.rss_kib(pids)
+    busy0 = procinfo.machine_busy_seconds()
+    core0 = procinfo.machine_busy_seconds(load.proxy_cpu) if load.proxy_cpu is not None else 0.0
+    cpu0 = procinfo.cpu_seconds(pids)
+    ocpu0 = procinfo.cpu_seconds(origin_pids)
+    peak_kib = procinfo.rss_kib(pids)
     t0 = time.monotonic()
     wrk = subprocess.Popen(
         cmd,
@@ -504,9 +515,9 @@ def run_wrk(
                 pass
             n += 1
             if n % 5 == 0:  # workers may come and go: re-walk the tree every second
-                pids = tune.proc_tree(p.proc.pid)
+                pids = procinfo.proc_tree(p.proc.pid)
                 tick()
-            peak_kib = max(peak_kib, tune.rss_kib(pids))
+            peak_kib = max(peak_kib, procinfo.rss_kib(pids))
             if time.monotonic() - t0 > duration + 30:
                 wrk.kill()
                 wrk.communicate()
@@ -518,11 +529,13 @@ def run_wrk(
         with contextlib.suppress(ValueError):
             _STARTED.remove(wrk)
     wall = time.monotonic() - t0
-    pids_end = tune.proc_tree(p.proc.pid)
-    cpu = tune.cpu_seconds(set(pids0) | set(pids_end)) - cpu0  # + workers started meanwhile
-    ocpu = tune.cpu_seconds(origin_pids) - ocpu0
-    busy = tune.machine_busy_seconds() - busy0
-    core = tune.machine_busy_seconds(load.proxy_cpu) - core0 if load.proxy_cpu is not None else 0
+    pids_end = procinfo.proc_tree(p.proc.pid)
+    cpu = procinfo.cpu_seconds(set(pids0) | set(pids_end)) - cpu0  # + workers started meanwhile
+    ocpu = procinfo.cpu_seconds(origin_pids) - ocpu0
+    busy = procinfo.machine_busy_seconds() - busy0
+    core = (
+        procinfo.machine_busy_seconds(load.proxy_cpu) - core0 if load.proxy_cpu is not None else 0
+    )
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     self1 = resource.getrusage(resource.RUSAGE_SELF)
     wrk_cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
@@ -530,13 +543,13 @@ def run_wrk(
     # Whatever else ran on the machine meanwhile (other programs, hypervisor steal):
     # the noise indicator.  The idle other proxy is in here too (normally ~0).
     other = max(0.0, busy - cpu - ocpu - wrk_cpu - self_cpu)
-    hwm_kib = tune.hwm_kib(pids_end)
+    hwm_kib = procinfo.hwm_kib(pids_end)
     if p.proc.poll() is not None:
         raise ScenarioError(f"{p.name} exited ({p.proc.returncode}) during the run\n{_tail(p.log)}")
     if wrk.returncode != 0:
         raise ScenarioError(f"wrk against {p.name} failed: {(err or out).strip()}")
     try:
-        res = tune.parse_wrk_output(out)
+        res = parse_wrk_output(out)
     except ValueError as exc:
         raise ScenarioError(f"wrk against {p.name}: {exc}: {out!r}") from None
     reqs = max(res.requests, 1)
@@ -1012,9 +1025,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "scenarios": [],
     }
-    busy0, t0 = tune.machine_busy_seconds(), time.monotonic()
+    busy0, t0 = procinfo.machine_busy_seconds(), time.monotonic()
     time.sleep(1.0)  # a measurement window, not a wait for an event
-    background = 100 * (tune.machine_busy_seconds() - busy0) / (time.monotonic() - t0)
+    background = 100 * (procinfo.machine_busy_seconds() - busy0) / (time.monotonic() - t0)
     res["meta"]["background_cpu_pct_before"] = round(background, 1)
     if background > 10:
         print(
@@ -1056,7 +1069,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     pinned(nginx_cmd(oconf, tmp), load.cpu), tmp / f"origin-w{workers}.log"
                 )
                 try:
-                    tune.wait_port("127.0.0.1", origin_port, timeout=30, proc=origin)
+                    procinfo.wait_port("127.0.0.1", origin_port, timeout=30, proc=origin)
                 except (RuntimeError, TimeoutError) as exc:
                     raise SystemExit(
                         f"origin nginx did not start: {exc}\n{_tail(tmp / 'origin-error.log')}"
@@ -1138,9 +1151,7 @@ def run_scenario(
             ng_port = free_port()
         # fastproxy (or its stand-in)
         fp_toml = prefix / "fastproxy.toml"
-        fp_toml.write_text(
-            tune.dumps_toml(fastproxy_config(prefix, fp_port, origin_port, workers, s))
-        )
+        fp_toml.write_text(dumps_toml(fastproxy_config(prefix, fp_port, origin_port, workers, s)))
         if args.fastproxy_cmd and args.fastproxy_cmd.strip() == "nginx":
             conf = prefix / "standin.conf"
             conf.write_text(nginx_proxy_conf(prefix, "standin", fp_port, origin_port, workers, s))
@@ -1163,7 +1174,7 @@ def run_scenario(
         )
         entry["wrk_cmd"] = shlex.join(
             pinned(
-                tune.wrk_command(
+                wrk_command(
                     f"http://127.0.0.1:PORT{s.path}",
                     duration=args.duration,
                     threads=load.threads,

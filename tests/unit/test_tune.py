@@ -109,13 +109,6 @@ def test_parse_rejects_non_summaries(text: str) -> None:
         tune.parse_wrk_output(text)
 
 
-def test_report_lua_matches_bench_copy() -> None:
-    path = ROOT / "bench" / "wrk" / "report.lua"
-    if not path.exists():
-        pytest.skip("bench/ not present")
-    assert path.read_text() == tune.WRK_REPORT_LUA
-
-
 def test_wrk_command() -> None:
     cmd = tune.wrk_command(
         "http://127.0.0.1:1/x",
