@@ -28,6 +28,8 @@ cdef class Server:
     cdef readonly int stats_index   # slot in fp_worker_stats.servers
     cdef readonly bint backup       # used only when no primary is usable
     cdef readonly int max_conns     # 0 = unlimited (per worker)
+    cdef public object ssl          # ssl.SSLContext for TLS to the server, or None
+    cdef public str server_hostname  # SNI / name verified with ssl
 
 
 cdef class Upstream:

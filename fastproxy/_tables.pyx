@@ -77,6 +77,8 @@ cdef class Server:
         self.requests = 0
         self.failures = 0
         self.stats_index = stats_index
+        self.ssl = None
+        self.server_hostname = None
 
 
 METHODS = {
