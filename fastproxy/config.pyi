@@ -4,6 +4,9 @@ from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network
 from typing import Any, Literal, TypeAlias
 
+from fastproxy.config_tls import ListenOptions as ListenOptions
+from fastproxy.config_tls import UpstreamTLS as UpstreamTLS
+
 __all__ = [
     "Address",
     "AdminConfig",
@@ -13,12 +16,14 @@ __all__ = [
     "HeaderRules",
     "HealthCheck",
     "KeyLocator",
+    "ListenOptions",
     "LogConfig",
     "Redirect",
     "RouteConfig",
     "ServerConfig",
     "ServerSpec",
     "UpstreamConfig",
+    "UpstreamTLS",
     "format_path",
     "parse_path",
 ]
@@ -72,6 +77,9 @@ class ServerConfig:
     server_header: str | None = None
     shutdown_timeout: float = 30.0
     pid_file: str | None = "/tmp/fastproxy.pid"
+    tls_handshake_timeout: float = 10.0
+    listen_options: tuple[tuple[Address, ListenOptions], ...] = ()
+    def options(self, addr: Address) -> ListenOptions: ...
 
 @dataclass(frozen=True, slots=True)
 class LogConfig:
@@ -91,6 +99,7 @@ class ServerSpec:
     weight: int = 1
     backup: bool = False
     max_conns: int = 0
+    tls: bool = False
 
 @dataclass(frozen=True, slots=True)
 class HealthCheck:
@@ -118,6 +127,7 @@ class UpstreamConfig:
     send_timeout: float = 60.0
     host: str = "pass"
     health_check: HealthCheck | None = None
+    tls: UpstreamTLS | None = None
 
 @dataclass(frozen=True, slots=True)
 class HeaderRules:

@@ -238,7 +238,8 @@ def listen_entries(chk: Any, path: KeyPath, value: Any, address: type) -> Any:
             chk.err(item_path, f"expected 'host:port' string or table, got {type_name(item)}")
             ok = False
             continue
-        if addr in seen and addr.port != 0:
+        if addr in seen and (addr.port != 0 or opts is not None or addr in options):
+            # port 0 twice is one listener: it cannot have two sets of options
             chk.err(item_path, f"duplicate address '{addr}' (also {format_path(seen[addr])})")
             ok = False
         seen.setdefault(addr, item_path)

@@ -31,6 +31,7 @@ __all__ = [
     "listener_runtimes",
     "server_context",
     "upstream_context",
+    "validate",
 ]
 
 log = logging.getLogger("fastproxy")
@@ -314,6 +315,13 @@ def _sni_name(ups: UpstreamConfig, host: str) -> str | None:
 
 
 # --------------------------------------------------------------------------- checks
+
+
+def validate(config: Config) -> None:
+    """Load every certificate, key and CA the config names (the master does
+    this before forking workers); TLSError names the first unusable file."""
+    listener_runtimes(config)
+    _upstream_contexts(config)
 
 
 def _cert_info(path: str) -> tuple[datetime.datetime, list[str]]:

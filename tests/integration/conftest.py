@@ -120,6 +120,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -499,6 +500,7 @@ class Origin:
         self.drop_after_response = False
         self.auto_continue = False
         self.extra_headers: list[tuple[str, str]] = []
+        self.tls_context: ssl.SSLContext | None = None  # set: the origin speaks TLS
         self.errors: list[str] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -554,6 +556,15 @@ class Origin:
 
     def _serve(self, conn: socket.socket, cport: int, cid: int) -> None:
         conn.settimeout(None)
+        if self.tls_context is not None:
+            try:
+                conn = self.tls_context.wrap_socket(conn, server_side=True)
+            except (OSError, ValueError) as exc:
+                self.errors.append(f"TLS handshake: {exc}")
+                with self._lock:
+                    self.open_connections -= 1
+                conn.close()
+                return
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         r = _Reader(conn)
         try:
@@ -1183,3 +1194,55 @@ def _children(pid: int) -> list[int]:
         if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
             kids.append(int(entry))
     return kids
+
+
+# ---------------------------------------------------------------------------------------------
+# TLS: a test CA (trustme) and certificates written as files the proxy config names
+# ---------------------------------------------------------------------------------------------
+
+
+class TLSFiles:
+    """``ca`` (trustme.CA), ``ca_path``; ``issue(*names, stem=None, ca=None) -> (cert, key)``
+    writes a leaf certificate for ``names`` (a name may be ``*.x`` or an IP);
+    ``client_context(**kw)`` trusts the CA; ``connect(port, sni=None, ctx=None)`` returns a
+    connected ``ssl.SSLSocket`` (handshake done)."""
+
+    def __init__(self, directory: Path) -> None:
+        import trustme
+
+        self.dir = directory
+        self.ca = trustme.CA()
+        self.ca_path = str(directory / "ca.pem")
+        self.ca.cert_pem.write_to_path(self.ca_path)
+        self._n = 0
+
+    def issue(self, *names: str, stem: str | None = None, ca: Any = None) -> tuple[str, str]:
+        self._n += 1
+        stem = stem or f"leaf{self._n}"
+        leaf = (ca or self.ca).issue_cert(*names)
+        cert, key = str(self.dir / f"{stem}.crt"), str(self.dir / f"{stem}.key")
+        Path(cert).write_bytes(b"".join(b.bytes() for b in leaf.cert_chain_pems))
+        leaf.private_key_pem.write_to_path(key)
+        return cert, key
+
+    def client_context(self, alpn: list[str] | None = None) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=self.ca_path)
+        ctx.check_hostname = False  # tests check which certificate came back themselves
+        if alpn:
+            ctx.set_alpn_protocols(alpn)
+        return ctx
+
+    def connect(
+        self, port: int, sni: str | None = None, ctx: ssl.SSLContext | None = None, timeout=5.0
+    ) -> ssl.SSLSocket:
+        raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        try:
+            return (ctx or self.client_context()).wrap_socket(raw, server_hostname=sni)
+        except BaseException:
+            raw.close()
+            raise
+
+
+@pytest.fixture
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
+    return TLSFiles(tmp_path_factory.mktemp("tls"))
