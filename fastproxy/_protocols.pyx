@@ -152,6 +152,13 @@ cdef class ClientProtocol(Conn):
     def __dealloc__(self):
         fp_wbuf_free(&self.wb)
         free(self.scratch)
+        if self.listener is not None and self.transport is None:
+            # uvloop drops a TLS connection whose handshake failed or timed
+            # out without telling the protocol; this is the only trace of it.
+            try:
+                self.listener.handshake_failed()
+            except Exception:
+                pass
 
     # ---- asyncio protocol interface ------------------------------------
     def connection_made(self, transport):

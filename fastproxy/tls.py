@@ -216,6 +216,12 @@ class ListenerRuntime:
         self.req_rules = self._strip
         self._rules = Rules
 
+    def handshake_failed(self) -> None:
+        """A client went away before its TLS handshake completed: not TLS (plain
+        HTTP), refused (version, client certificate), or timed out."""
+        if self.proto == b"https" and log.isEnabledFor(logging.DEBUG):
+            log.debug("TLS handshake did not complete (not TLS, refused or timed out)")
+
     def client_rules(self, transport: Any) -> Any:
         subject = client_subject(transport.get_extra_info("peercert"))
         if subject is None:

@@ -84,7 +84,7 @@ def test_sni_picks_certificate_and_default(make_proxy, tls_files, read_response)
             {"cert": b[0], "key": b[1], "server_names": ["*.b.example"]},
         ]
     }
-    p = make_proxy({"server": {"listen": [_tls_listen(default, **tls)]}})
+    p = make_proxy({"server": {"listen": [_tls_listen(default, **tls)]}, "log": {"level": "debug"}})
     for sni, want in [
         ("a.example", "a.example"),
         ("x.b.example", "*.b.example"),
@@ -95,6 +95,7 @@ def test_sni_picks_certificate_and_default(make_proxy, tls_files, read_response)
         with tls_files.connect(p.port, sni) as s:
             assert _leaf_names(s) == [want], sni
             assert _get(s, read_response).status == 200
+    p.wait_log(r"DEBUG .*no certificate for SNI name 'unknown.example'")
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -266,6 +267,7 @@ def test_plain_http_on_tls_port(make_proxy, tls_files, raw_request, read_respons
     out = raw_request(p.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     assert not out.startswith(b"HTTP/")  # no plaintext answer leaks out
     assert p.alive()
+    p.wait_log(r"DEBUG .*TLS handshake did not complete")
     with tls_files.connect(p.port, "app.example") as s:
         assert _get(s, read_response).status == 200
 
