@@ -11,7 +11,6 @@ connections already open are never touched.
 from __future__ import annotations
 
 import datetime
-import ipaddress
 import logging
 import ssl
 from collections.abc import Iterable
@@ -310,14 +309,12 @@ def attach_upstream_tls(router: Any, config: Config) -> None:
             srv.server_hostname = _sni_name(ups, spec.address.host)
 
 
-def _sni_name(ups: UpstreamConfig, host: str) -> str | None:
+def _sni_name(ups: UpstreamConfig, host: str) -> str:
+    """SNI sent and name verified; for an IP host Python sends no SNI and checks
+    the certificate's IP SANs."""
     if ups.tls is not None and ups.tls.server_name:
         return ups.tls.server_name
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return host
-    return host  # an IP: checked against the certificate's IP SANs, no SNI sent
+    return host
 
 
 # --------------------------------------------------------------------------- checks

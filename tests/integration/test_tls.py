@@ -10,6 +10,7 @@ import signal
 import socket
 import ssl
 import time
+from pathlib import Path
 
 import pytest
 
@@ -315,6 +316,7 @@ def test_embedded_reload_swaps_certificate_connection_stays(tls_files, origin, t
 
     from fastproxy import Proxy
     from fastproxy.config import Config
+    from fastproxy.tls import TLSError
 
     cert = tls_files.issue("old.example", stem="site")
     tls = f'{{ cert = "{cert[0]}", key = "{cert[1]}" }}'
@@ -347,6 +349,13 @@ def test_embedded_reload_swaps_certificate_connection_stays(tls_files, origin, t
             assert _leaf_names(early) == ["old.example"]
             assert b"200 OK" in await asyncio.to_thread(request, early, "/two")
             early.close()
+            Path(cert[1]).write_text("not a key\n")  # broken: refused, old one stays
+            with pytest.raises(TLSError, match="site.key"):
+                await proxy.reload(Config.from_toml(text))
+            again = await asyncio.to_thread(tls_files.connect, port, "new.example")
+            assert _leaf_names(again) == ["new.example"]
+            assert b"200 OK" in await asyncio.to_thread(request, again, "/three")
+            again.close()
 
     uvloop.run(main())
 
