@@ -16,6 +16,7 @@ Fixtures (the interface is stable):
     ``close_after_response`` (bool, default False: answer every request with
     ``Connection: close`` and close), ``drop_after_response`` (bool, default False: close the
     connection after each response *without* announcing it, like a keep-alive timeout race),
+    ``tls_context`` (``ssl.SSLContext`` or None: the origin speaks TLS with it),
     ``auto_continue`` (bool, default False: send
     ``100 Continue`` on every endpoint when the request has ``Expect: 100-continue``;
     ``/continue`` always does), ``extra_headers`` (list of ``(name, value)`` added to every
@@ -78,8 +79,9 @@ tables become ``[[name]]``; deeper tables inside them are inline).
     (``read_until_close=False``; interim 1xx responses are included).  A timeout raises
     ``RawTimeout`` (a ``TimeoutError``) whose ``.data`` holds the bytes read so far.
 
-``http_conn(port, timeout=5, rcvbuf=None) -> HTTPConn`` (factory; closed at teardown;
-``rcvbuf`` sets SO_RCVBUF before connecting)
+``http_conn(port, timeout=5, rcvbuf=None, tls=None, sni=None) -> HTTPConn`` (factory; closed
+at teardown; ``rcvbuf`` sets SO_RCVBUF before connecting; ``tls`` = an ``ssl.SSLContext``
+speaks TLS, e.g. ``tls_files.client_context()``, with ``sni`` as the server name)
     ``send(bytes)``, ``request(method, target, headers=(), body=None, version="HTTP/1.1",
     host="test.local", chunked=False) -> None`` (adds Host and Content-Length/chunked framing
     unless the header is given; ``chunked`` may be a list of byte chunks),
@@ -99,6 +101,10 @@ tables become ``[[name]]``; deeper tables inside them are inline).
     ``body``, ``raw`` (bytes of the head and body as received), ``framing``
     (``"none"|"length"|"chunked"|"close"``), ``trailers``, ``interim``; ``header(name)``,
     ``header_all(name)``.
+
+``tls_files`` -> ``TLSFiles``: a trustme CA (``ca``, ``ca_path``), ``issue(*names, stem=None,
+ca=None) -> (cert_path, key_path)``, ``client_context(alpn=None)`` (trusts the CA, no host
+check), ``connect(port, sni=None, ctx=None) -> ssl.SSLSocket``.
 
 ``payload(n) -> bytes``: the deterministic byte pattern /bytes, /chunked and /close send.
 
@@ -352,7 +358,13 @@ class HTTPConn:
     """One client TCP connection to the proxy, for several requests in a row."""
 
     def __init__(
-        self, port: int, timeout: float = 5, host: str = "127.0.0.1", rcvbuf: int | None = None
+        self,
+        port: int,
+        timeout: float = 5,
+        host: str = "127.0.0.1",
+        rcvbuf: int | None = None,
+        tls: ssl.SSLContext | None = None,
+        sni: str | None = None,
     ) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:  # before connect, so the window is small from the start
@@ -360,6 +372,8 @@ class HTTPConn:
         self.sock.settimeout(timeout)
         self.sock.connect((host, port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls is not None:  # a TLS listener: handshake now, with `sni` as server name
+            self.sock = tls.wrap_socket(self.sock, server_hostname=sni)
         self.timeout = timeout
         self.reader = _Reader(self.sock)
 
@@ -1130,8 +1144,14 @@ def raw_request() -> Callable[..., bytes]:
 def http_conn() -> Iterator[Callable[..., HTTPConn]]:
     conns: list[HTTPConn] = []
 
-    def factory(port: int, timeout: float = 5, rcvbuf: int | None = None) -> HTTPConn:
-        c = HTTPConn(port, timeout, rcvbuf=rcvbuf)
+    def factory(
+        port: int,
+        timeout: float = 5,
+        rcvbuf: int | None = None,
+        tls: ssl.SSLContext | None = None,
+        sni: str | None = None,
+    ) -> HTTPConn:
+        c = HTTPConn(port, timeout, rcvbuf=rcvbuf, tls=tls, sni=sni)
         conns.append(c)
         return c
 

@@ -75,6 +75,42 @@ def test_handshake_and_request(origin, make_proxy, tls_files, read_response):
     assert req.header("X-Forwarded-Proto") == "https"
 
 
+def test_large_bodies_both_ways(origin, make_proxy, tls_files, read_response, payload):
+    """Bodies bigger than any buffer: uvloop's TLS reads go straight into the
+    protocol's own buffer, growing and sliding it like plain reads."""
+    p = make_proxy({"server": {"listen": [_tls_listen(tls_files.issue("app.example"))]}})
+    body = payload(3 << 20)
+    with tls_files.connect(p.port, "app.example") as s:
+        r = _get(s, read_response, "/bytes?n=5000000")
+        assert (r.status, r.body) == (200, payload(5000000))
+        s.sendall(
+            b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+        )
+        r = read_response(s, method="POST")
+        assert r.status == 200 and r.body == body
+
+
+def test_websocket_over_tls(origin, make_proxy, tls_files, http_conn, ws_codec):
+    p = make_proxy({"server": {"listen": [_tls_listen(tls_files.issue("app.example"))]}})
+    c = http_conn(p.port, tls=tls_files.client_context(), sni="app.example")
+    c.request(
+        "GET",
+        "/ws",
+        headers=[
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("Sec-WebSocket-Version", "13"),
+        ],
+    )
+    assert c.read_response().status == 101
+    big = bytes(range(256)) * 400
+    c.send(ws_codec.frame(2, big))
+    assert ws_codec.read_frame(c) == (2, False, big)
+    c.send(ws_codec.frame(8, (1000).to_bytes(2, "big")))
+    assert ws_codec.read_frame(c) == (8, False, (1000).to_bytes(2, "big"))
+
+
 def test_sni_picks_certificate_and_default(make_proxy, tls_files, read_response):
     default = tls_files.issue("default.example")
     a = tls_files.issue("a.example")
