@@ -362,7 +362,10 @@ cdef class ClientProtocol(Conn):
             status, loc = self.listener.redirect(self.method_id == FP_M_GET or self.method_id
                                                  == FP_M_HEAD, host[:hl] if hl else b"",
                                                  PyBytes_FromStringAndSize(t, tl))
-            self.local(status, EMPTY, b"Location: " + loc + b"\r\n", head_len)
+            if status == 400:
+                self.fail(400, "Host is not a host name for the https redirect")
+            else:
+                self.local(status, EMPTY, b"Location: " + loc + b"\r\n", head_len)
             return
         route = self.rt.router.match(host, hl, self.scratch, <size_t>n)
         self.route = route

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import re
 import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -174,8 +175,8 @@ def _rdn_escape(value: str) -> str:
     for i, ch in enumerate(value):
         if ch in ',+"\\<>;=' or (ch in " #" and i == 0) or (ch == " " and i == len(value) - 1):
             out.append("\\" + ch)
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\{ord(ch):02x}")
+        elif ord(ch) < 0x20 or ord(ch) >= 0x7F:  # a header value stays ASCII: UTF-8 hex pairs
+            out.append("".join(f"\\{b:02x}" for b in ch.encode("utf-8")))
         else:
             out.append(ch)
     return "".join(out)
@@ -190,6 +191,9 @@ def client_subject(peercert: dict[str, Any] | None) -> str | None:
     for rdn in reversed(peercert["subject"]):
         rdns.append("+".join(f"{_RDN_NAMES.get(k, k)}={_rdn_escape(v)}" for k, v in rdn))
     return ",".join(rdns)
+
+
+_REDIRECT_HOST = re.compile(rb"[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\]")
 
 
 class ListenerRuntime:
@@ -228,7 +232,8 @@ class ListenerRuntime:
         return self._rules(HeaderRules(set=((self.cert_header, subject),)))
 
     def redirect(self, safe: bool, host: bytes, target: bytes) -> tuple[int, bytes]:
-        """301 for GET/HEAD, 308 otherwise (the method and body must be kept)."""
+        """301 for GET/HEAD, 308 otherwise (the method and body must be kept);
+        (400, b"") when the Host is not a host name or IP literal."""
         name = host
         if host.startswith(b"["):
             name = host[: host.find(b"]") + 1]
@@ -236,6 +241,8 @@ class ListenerRuntime:
             name = host.rpartition(b":")[0]
         if not name:
             name = b"localhost"
+        if not _REDIRECT_HOST.fullmatch(name):
+            return 400, b""
         port = b"" if self.https_port == 443 else b":%d" % self.https_port
         return (301 if safe else 308), b"https://" + name + port + target
 
@@ -370,7 +377,7 @@ def check_certificates(config: Config, warn_days: int = 14) -> tuple[list[str], 
         for cert in opts.tls.certificates:
             try:
                 expires, sans = _cert_info(cert.cert)
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, ImportError) as exc:  # ImportError: no cryptography
                 warnings.append(f"listener {addr}: cannot inspect {cert.cert}: {exc}")
                 continue
             left = expires - now

@@ -240,6 +240,7 @@ def test_plain_listener_redirects_to_https(origin, make_proxy, tls_files, read_r
     assert ask("HEAD", "/h", "app.example")[0] == 301
     # other methods: 308 keeps the method and the body
     assert ask("POST", "/form", "app.example", b"k=v") == (308, "https://app.example:8443/form")
+    assert ask("GET", "/", "evil.example/path")[0] == 400  # not a host: no redirect built
     assert origin.requests == []
 
 

@@ -306,6 +306,7 @@ def test_client_subject_rfc4514() -> None:
     }
     assert client_subject(cert) == "CN=alice,O=A\\, B,C=DE"
     assert client_subject({"subject": ((("commonName", "x\r\ny"),),)}) == "CN=x\\0d\\0ay"
+    assert client_subject({"subject": ((("commonName", "Jürgen"),),)}) == "CN=J\\c3\\bcrgen"
 
 
 @pytest.mark.parametrize(
@@ -315,6 +316,8 @@ def test_client_subject_rfc4514() -> None:
         (True, b"a.example:8080", b"/", 8443, (301, b"https://a.example:8443/")),
         (False, b"[::1]:8080", b"/x", 443, (308, b"https://[::1]/x")),
         (True, b"", b"/", 443, (301, b"https://localhost/")),
+        (True, b"evil.example/x", b"/", 443, (400, b"")),
+        (True, b"a b", b"/", 443, (400, b"")),
     ],
 )
 def test_redirect_target(safe, host, target, port, want) -> None:
