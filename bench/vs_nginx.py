@@ -47,6 +47,7 @@ import shlex
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -87,6 +88,10 @@ WRK_REPORT_LUA, parse_wrk_output, wrk_command = (
 )
 dumps_toml = _load("toml_edit").dumps_toml
 
+sys.path.insert(0, str(HERE))
+import bench_tls  # noqa: E402  (bench/bench_tls.py, beside this script)
+
+PREFLIGHT_CA: list[Path] = []  # the current TLS scenario's certificate
 
 # --------------------------------------------------------------------------- scenarios
 
@@ -109,6 +114,7 @@ class Scenario:
     origin_conf: str = ""  # extra directives in the origin's server {} block
     nginx_conf: str = ""  # extra directives in the nginx proxy's location / {} block
     fastproxy_conf: Mapping[str, Any] = field(default_factory=dict)  # deep-merged into TOML
+    tls: bool = False  # clients speak TLS to both proxies (same cert and ciphers)
 
 
 SCENARIOS: dict[str, Scenario] = {}
@@ -144,6 +150,18 @@ register(
         method="POST",
         body_len=4096,
         lua="post_4k.lua",
+    )
+)
+
+register(Scenario("tls_ka_100b", "/100b", "TLS, keep-alive GET, 100 B body", 100, tls=True))
+register(
+    Scenario(
+        "tls_close_100b",
+        "/100b",
+        "TLS, a new connection and full handshake per request (Connection: close), 100 B",
+        100,
+        wrk_headers=("Connection: close",),
+        tls=True,
     )
 )
 
@@ -199,6 +217,7 @@ def nginx_proxy_conf(
 ) -> str:
     """nginx configured like fastproxy_config(); each setting says which fastproxy
     setting (explicit in the TOML or fastproxy's default) it mirrors."""
+    tls = bench_tls.nginx_server_directives(*tls_files(prefix)) if s.tls else ""
     return _nginx_common(prefix, name, workers) + (
         # worker_processes = [server] workers.  worker_connections 4096 (above) only
         # needs to exceed -c plus the idle upstream connections; fastproxy has no cap.
@@ -216,7 +235,8 @@ def nginx_proxy_conf(
         "        keepalive_requests 1000;       # fastproxy upstream keepalive_requests default\n"
         "    }\n"
         "    server {\n"
-        f"        listen 127.0.0.1:{port};         # [server] listen\n"
+        f"        listen 127.0.0.1:{port}{' ssl' if s.tls else ''};  # [server] listen\n"
+        f"{tls}"
         '        location / {                   # [[routes]] path_prefix = "/"\n'
         '            proxy_pass http://app;     # upstream = "app"\n'
         "            proxy_http_version 1.1;    # HTTP/1.1 + empty Connection header:\n"
@@ -270,7 +290,18 @@ def fastproxy_config(
         },
         "routes": [{"path_prefix": "/", "upstream": "app"}],
     }
+    if s.tls:
+        cfg["server"]["listen"] = [bench_tls.fastproxy_listen(port, *tls_files(prefix))]
     return _merge(cfg, s.fastproxy_conf)
+
+
+def tls_files(prefix: Path) -> tuple[Path, Path]:
+    """The scenario's certificate and key (written by run_scenario for TLS scenarios)."""
+    return prefix / "bench-cert.pem", prefix / "bench-key.pem"
+
+
+def scheme(s: Scenario) -> str:
+    return "https" if s.tls else "http"
 
 
 # --------------------------------------------------------------------------- processes
@@ -370,9 +401,15 @@ def start_and_wait(name: str, cmd: list[str], port: int, log: Path) -> Proxy:
     return Proxy(name, proc, port, log)
 
 
-def preflight(name: str, port: int, s: Scenario) -> None:
+def preflight(name: str, port: int, s: Scenario, tls: bool | None = None) -> None:
     """One request like the scenario's: status and body length must be as expected."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    if s.tls if tls is None else tls:
+        ctx = ssl.create_default_context(cafile=str(PREFLIGHT_CA[0])) if PREFLIGHT_CA else None
+        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+            "127.0.0.1", port, timeout=10, context=ctx
+        )
+    else:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         headers = dict(h.split(": ", 1) for h in s.wrk_headers)
         body = b"a" * s.body_len if s.body_len else None
@@ -393,7 +430,7 @@ def preflight(name: str, port: int, s: Scenario) -> None:
 def origin_check(port: int, s: Scenario) -> str:
     """One request straight to the origin, to tell a proxy failure from an origin one."""
     try:
-        preflight("origin", port, s)
+        preflight("origin", port, s, tls=False)
     except ScenarioError as exc:
         return f"FAILED too: {exc}"
     return "ok"
@@ -477,7 +514,7 @@ def run_wrk(
     """One wrk run against p; returns the round's measurements."""
     cmd = pinned(
         wrk_command(
-            f"http://127.0.0.1:{p.port}{s.path}",
+            f"{scheme(s)}://127.0.0.1:{p.port}{s.path}",
             duration=duration,
             threads=load.threads,
             connections=load.connections,
@@ -1143,6 +1180,9 @@ def run_scenario(
     prefix = tmp / f"{s.name}-w{workers}"
     prefix.mkdir()
     os.chmod(prefix, 0o755)
+    if s.tls:
+        cert, _ = bench_tls.write_cert(prefix)  # the same certificate for both proxies
+        PREFLIGHT_CA[:] = [cert]  # the preflight request verifies it
     proxies: list[Proxy] = []
     try:
         progress.set(f"{head} starting proxies")
@@ -1175,7 +1215,7 @@ def run_scenario(
         entry["wrk_cmd"] = shlex.join(
             pinned(
                 wrk_command(
-                    f"http://127.0.0.1:PORT{s.path}",
+                    f"{scheme(s)}://127.0.0.1:PORT{s.path}",
                     duration=args.duration,
                     threads=load.threads,
                     connections=load.connections,

@@ -132,7 +132,7 @@ static int hop_by_hop(int id, int upgrade)
 
 /* Common filter: 1 when field i must not be copied. */
 static int dropped(const char *buf, const fp_head *h, const fp_header *f, int upgrade,
-                   const conn_list *cl, const fp_rules *r)
+                   const conn_list *cl, const fp_rules *r, const fp_rules *r2)
 {
     if (hop_by_hop(f->id, upgrade)) return 1;
     const char *n = buf + f->name.off;
@@ -141,6 +141,8 @@ static int dropped(const char *buf, const fp_head *h, const fp_header *f, int up
     if (cl->n && !keep_upgrade && in_connection(cl, buf, h, n, f->name.len)) return 1;
     if (r && (in_rules(r->remove, r->n_remove, n, f->name.len) ||
               in_rules(r->set, r->n_set, n, f->name.len))) return 1;
+    if (r2 && (in_rules(r2->remove, r2->n_remove, n, f->name.len) ||
+               in_rules(r2->set, r2->n_set, n, f->name.len))) return 1;
     return 0;
 }
 
@@ -279,12 +281,12 @@ int fp_rewrite_request(fp_wbuf *o, const char *buf, const fp_head *h, const fp_r
         if (f->id == FP_H_FORWARDED &&
             ((rw->flags & FP_RW_FORWARDED) || !(rw->flags & FP_RW_TRUSTED))) continue;
         if ((rw->flags & FP_RW_VIA) && f->id == FP_H_VIA) continue;
-        if (dropped(buf, h, f, upgrade, &cl, r)) continue;
+        if (dropped(buf, h, f, upgrade, &cl, r, rw->conn_rules)) continue;
         if (put_field(o, buf + f->name.off, f->name.len, buf + f->value.off, f->value.len))
             return -1;
     }
     if (put_forwarding(o, buf, h, &cl, rw) || put_rules(o, r) ||
-        put_framing(o, rw->body_kind, rw->length)) return -1;
+        put_rules(o, rw->conn_rules) || put_framing(o, rw->body_kind, rw->length)) return -1;
     if (upgrade && fp_wbuf_lit(o, "Connection: upgrade\r\n")) return -1;
     return fp_wbuf_lit(o, "\r\n");
 }
@@ -306,7 +308,7 @@ int fp_rewrite_response(fp_wbuf *o, const char *buf, const fp_head *h, const fp_
         const fp_header *f = &h->headers[i];
         if (own_framing && f->id == FP_H_CONTENT_LENGTH) continue;
         if ((rw->flags & FP_RW_VIA) && f->id == FP_H_VIA) continue;
-        if (dropped(buf, h, f, upgrade, &cl, r)) continue;
+        if (dropped(buf, h, f, upgrade, &cl, r, rw->conn_rules)) continue;
         if (put_field(o, buf + f->name.off, f->name.len, buf + f->value.off, f->value.len))
             return -1;
     }
@@ -317,7 +319,8 @@ int fp_rewrite_response(fp_wbuf *o, const char *buf, const fp_head *h, const fp_
         via.rules = r;
         if (put_forwarding(o, buf, h, &cl, &via)) return -1;
     }
-    if (put_rules(o, r) || put_framing(o, rw->body_kind, rw->length)) return -1;
+    if (put_rules(o, r) || put_rules(o, rw->conn_rules) ||
+        put_framing(o, rw->body_kind, rw->length)) return -1;
     if (upgrade) {
         if (fp_wbuf_lit(o, "Connection: upgrade\r\n")) return -1;
     } else if (rw->flags & FP_RW_CLOSE) {

@@ -50,6 +50,7 @@ typedef struct {
     int body_kind;     /* FP_BODY_NONE / LENGTH / CHUNKED to the upstream  */
     uint64_t length;
     const fp_rules *rules;
+    const fp_rules *conn_rules; /* the listener's/connection's (TLS), or NULL */
 } fp_req_rw;
 
 typedef struct {
@@ -59,6 +60,7 @@ typedef struct {
     uint64_t length;
     fp_str via;
     const fp_rules *rules;
+    const fp_rules *conn_rules; /* the listener's (e.g. HSTS), or NULL          */
 } fp_resp_rw;
 
 int fp_rewrite_request(fp_wbuf *out, const char *buf, const fp_head *h, const fp_req_rw *rw);

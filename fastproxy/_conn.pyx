@@ -50,6 +50,13 @@ cdef class Conn:
     def __releasebuffer__(self, Py_buffer *view):
         pass
 
+    def __len__(self):
+        # uvloop's TLS transport sizes its read by len(get_buffer())
+        return self.cap - self.end
+
+    def __bool__(self):
+        return True             # a connection is never "empty"
+
     def get_buffer(self, Py_ssize_t sizehint):
         self.make_room()
         return self

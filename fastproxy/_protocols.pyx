@@ -21,7 +21,7 @@ from libc.string cimport memchr
 
 from fastproxy._conn cimport Conn, monotonic
 from fastproxy._runtime cimport Runtime
-from fastproxy._tables cimport HOST_PASS, HOST_UPSTREAM, Route, Server, Upstream
+from fastproxy._tables cimport HOST_PASS, HOST_UPSTREAM, HeaderRules, Route, Server, Upstream
 from fastproxy.fp_http1 cimport *
 from fastproxy.fp_known_headers cimport FP_H_REFERER, FP_H_USER_AGENT
 from fastproxy.fp_peer cimport (
@@ -129,15 +129,28 @@ cdef class ClientProtocol(Conn):
     cdef char *scratch
     cdef object log_info
     cdef double t_start, t_upstream
+    # The listener's (fastproxy/tls.py ListenerRuntime): b"https" on TLS
+    # listeners, rules added to every request / response (client cert, HSTS).
+    cdef object listener
+    cdef bytes proto
+    cdef HeaderRules lreq, lresp
+    cdef bint redirect_https
 
     def __cinit__(self, *args, **kwargs):
         self.head.headers = self.slots
         self.head.max_slots = SLOTS
         self.scratch = NULL
 
-    def __init__(self, Runtime rt):
+    def __init__(self, Runtime rt, listener=None):
         self.rt = rt
         self.state = C_HEAD
+        self.proto = b"http"
+        if listener is not None:
+            self.listener = listener
+            self.proto = listener.proto
+            self.lreq = listener.req_rules
+            self.lresp = listener.resp_rules
+            self.redirect_https = listener.redirect_https
         self.max_cap = max(1 << 20, rt.req_limits.max_head + 65536)
         self.scratch = <char *>malloc(rt.req_limits.max_line + 1)
         if self.scratch == NULL:
@@ -146,6 +159,13 @@ cdef class ClientProtocol(Conn):
     def __dealloc__(self):
         fp_wbuf_free(&self.wb)
         free(self.scratch)
+        if self.listener is not None and self.transport is None:
+            # uvloop drops a TLS connection whose handshake failed or timed
+            # out without telling the protocol; this is the only trace of it.
+            try:
+                self.listener.handshake_failed()
+            except Exception:
+                pass
 
     # ---- asyncio protocol interface ------------------------------------
     def connection_made(self, transport):
@@ -156,6 +176,8 @@ cdef class ClientProtocol(Conn):
         self.peer = ip
         self.peer_ip = ip.encode()
         self.trusted = self.rt.is_trusted(ip)
+        if self.listener is not None and self.listener.per_connection:
+            self.lreq = self.listener.client_rules(transport)   # mTLS: the cert's subject
         self.rt.conns.add(self)
         self.rt.st.connections_total += 1
         self.rt.st.connections_active += 1
@@ -344,6 +366,15 @@ cdef class ClientProtocol(Conn):
             if n < 0:
                 self.fail(400, "request-target path cannot be normalised safely")
                 return
+        if self.redirect_https:
+            status, loc = self.listener.redirect(self.method_id == FP_M_GET or self.method_id
+                                                 == FP_M_HEAD, host[:hl] if hl else b"",
+                                                 PyBytes_FromStringAndSize(t, tl))
+            if status == 400:
+                self.fail(400, "Host is not a host name for the https redirect")
+            else:
+                self.local(status, EMPTY, b"Location: " + loc + b"\r\n", head_len)
+            return
         route = self.rt.router.match(host, hl, self.scratch, <size_t>n)
         self.route = route
         if route is None:
@@ -389,11 +420,12 @@ cdef class ClientProtocol(Conn):
             rw.host = S(ups.host_literal)
         rw.orig_host = SP(host, hl)
         rw.client_ip = S(self.peer_ip)
-        rw.proto = SP(b"http", 4)
+        rw.proto = S(self.proto)
         rw.via = S(self.rt.via)
         rw.body_kind = FP_BODY_LENGTH if (self.fr.flags & FP_F_HAS_CL) else self.fr.kind
         rw.length = self.fr.length
         rw.rules = NULL if route.req_rules.empty else &route.req_rules.rules
+        rw.conn_rules = NULL if self.lreq is None or self.lreq.empty else &self.lreq.rules
         self.wb.len = 0
         if fp_rewrite_request(&self.wb, p, &self.head, &rw) != 0:
             raise MemoryError()
@@ -917,6 +949,7 @@ cdef class UpstreamProtocol(Conn):
             rw.client_minor = c.minor
             rw.via = S(self.rt.via)
             rw.rules = NULL if c.route.resp_rules.empty else &c.route.resp_rules.rules
+            rw.conn_rules = NULL if c.lresp is None or c.lresp.empty else &c.lresp.rules
             rw.length = self.fr.length
             if self.head.status < 200 and self.head.status != 101:
                 # 1xx: pass through to HTTP/1.1 clients (RFC 9110 15.2), keep going.
@@ -1071,7 +1104,7 @@ async def open_upstream(Runtime rt, Server server, Upstream upstream, ClientProt
     try:
         _, up = await asyncio.wait_for(
             loop.create_connection(lambda: UpstreamProtocol(rt, server, upstream),
-                                   server.host, server.port),
+                                   server.host, server.port, **tls_args(server)),
             upstream.connect_timeout)
     except asyncio.TimeoutError:
         client.upstream_failed(504, f"connect timeout after {upstream.connect_timeout}s", True)
@@ -1080,6 +1113,13 @@ async def open_upstream(Runtime rt, Server server, Upstream upstream, ClientProt
         client.upstream_failed(502, f"connect failed: {e.strerror or e}", True)
         return
     connected(client, up)
+
+
+cdef dict tls_args(Server server):
+    # TLS to this server (tls.attach_upstream_tls): its context and SNI name
+    if server.ssl is None:
+        return {}
+    return {"ssl": server.ssl, "server_hostname": server.server_hostname}
 
 
 cdef connected(ClientProtocol client, UpstreamProtocol up):
@@ -1121,8 +1161,9 @@ def trim_pools(Runtime rt):
                     up.transport.close()
 
 
-def make_client_factory(Runtime rt):
+def make_client_factory(Runtime rt, listener=None):
     """Protocol factory for loop.create_server; also hooks the pool trimmer
-    into the runtime's sweep."""
+    into the runtime's sweep.  `listener`: a tls.ListenerRuntime (TLS or
+    redirect-to-https listeners), None for a plain one."""
     rt.pool_trimmer = trim_pools
-    return lambda: ClientProtocol(rt)
+    return lambda: ClientProtocol(rt, listener)

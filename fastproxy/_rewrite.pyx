@@ -86,6 +86,7 @@ def rewrite_request(bytes raw, *, bytes client_ip=b"127.0.0.1", bint trusted=Fal
     rw.body_kind = FP_BODY_LENGTH if (fr.flags & FP_F_HAS_CL) else fr.kind
     rw.length = fr.length
     rw.rules = NULL if rules.empty else &rules.rules
+    rw.conn_rules = NULL
     out.data = NULL
     out.len = out.cap = 0
     try:
@@ -118,6 +119,7 @@ def rewrite_response(bytes raw, *, bytes request_method=b"GET", int client_minor
     rw.length = fr.length
     rw.via = S(via_b)
     rw.rules = NULL if rules.empty else &rules.rules
+    rw.conn_rules = NULL
     out.data = NULL
     out.len = out.cap = 0
     try:
@@ -162,6 +164,7 @@ def time_rewrite_request(bytes raw, int n, set=(), bint via=True):
     rw.body_kind = fr.kind
     rw.length = fr.length
     rw.rules = NULL if rules.empty else &rules.rules
+    rw.conn_rules = NULL
     out.data = NULL
     out.len = out.cap = 0
     try:

@@ -15,6 +15,7 @@ from libc.string cimport memset
 from fastproxy._conn cimport Conn, monotonic
 from fastproxy._stats cimport StatsRegion
 from fastproxy._tables cimport Router
+from fastproxy.tls import attach_upstream_tls
 from fastproxy.fp_stats cimport fp_worker_stats
 from fastproxy.fp_rewrite cimport (
     FP_RW_FORWARDED,
@@ -51,7 +52,9 @@ cdef class Runtime:
         the route objects of the request they are serving, so swapping the
         router is safe in the middle of traffic."""
         s = config.server
-        self.router = Router(config, self.stats_index, self.policies)
+        router = Router(config, self.stats_index, self.policies)
+        attach_upstream_tls(router, config)   # servers reached over TLS; may raise TLSError
+        self.router = router
         self.router.attach_shared(self.down, self.peers)
         self.stats_index = self.router.index
         self.req_limits.max_line = s.max_request_line

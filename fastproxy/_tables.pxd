@@ -31,6 +31,8 @@ cdef class Server:
     cdef readonly int max_conns     # 0 = unlimited (requests in flight, all workers)
     cdef readonly int position      # index in Upstream.servers (bit in fp_lb.exclude)
     cdef fp_peer *peer              # shared state (csrc/fp_peer.h)
+    cdef public object ssl          # ssl.SSLContext for TLS to the server, or None
+    cdef public str server_hostname  # SNI / name verified with ssl
 
 
 cdef class Upstream:

@@ -82,6 +82,8 @@ cdef class Server:
         self.failures = 0
         self.stats_index = stats_index
         self.peer = NULL
+        self.ssl = None
+        self.server_hostname = None
 
     @property
     def inflight(self):

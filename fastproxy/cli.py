@@ -35,7 +35,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     if path is None:
         print(f"fastproxy: no config given and no ./{DEFAULT_CONFIG}", file=sys.stderr)
         return 2
-    if _load(path) is None:
+    config = _load(path)
+    if config is None:
+        return 1
+    from fastproxy.tls import check_certificates
+
+    errors, warnings = check_certificates(config)
+    for w in warnings:
+        print(f"fastproxy: warning: {w}", file=sys.stderr)
+    if errors:
+        print(f"fastproxy: invalid TLS setup ({len(errors)} error(s)):", file=sys.stderr)
+        for e in errors:
+            print(e, file=sys.stderr)
         return 1
     print("ok")
     return 0

@@ -16,7 +16,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
+from fastproxy.config_tls import (
+    ListenOptions,
+    UpstreamTLS,
+    listen_entries,
+    parse_server_url,
+    upstream_tls,
+)
 from fastproxy.config_values import (
+    BAD,
     MAX_WORKERS,
     IPNetwork,
     KeyLocator,
@@ -62,12 +70,14 @@ __all__ = [
     "HeaderRules",
     "HealthCheck",
     "KeyLocator",
+    "ListenOptions",
     "LogConfig",
     "Redirect",
     "RouteConfig",
     "ServerConfig",
     "ServerSpec",
     "UpstreamConfig",
+    "UpstreamTLS",
     "format_path",
     "parse_path",
 ]
@@ -110,6 +120,9 @@ class Address:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
+_PLAIN = ListenOptions()
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     listen: tuple[Address, ...] = (Address("127.0.0.1", 8080),)
@@ -132,6 +145,16 @@ class ServerConfig:
     server_header: str | None = None
     shutdown_timeout: float = 30.0
     pid_file: str | None = "/tmp/fastproxy.pid"
+    tls_handshake_timeout: float = 10.0
+    # (address, options) for listen entries given as tables (TLS, redirect_https)
+    listen_options: tuple[tuple[Address, ListenOptions], ...] = ()
+
+    def options(self, addr: Address) -> ListenOptions:
+        """The listen entry's TLS / redirect options (none for a plain string)."""
+        for a, opts in self.listen_options:
+            if a == addr:
+                return opts
+        return _PLAIN
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +177,7 @@ class ServerSpec:
     weight: int = 1
     backup: bool = False
     max_conns: int = 0
+    tls: bool = False  # given as "https://..."
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +233,7 @@ class UpstreamConfig:
     fail_on_5xx: bool = False
     slow_start: float = 0.0
     circuit_breaker: CircuitBreaker | None = None
+    tls: UpstreamTLS | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,7 +320,7 @@ def _syntax_issue(message: str, text: str, source: str) -> ConfigIssue:
 
 # --------------------------------------------------------------------------- validation
 
-_BAD: Any = object()  # sentinel: the value was invalid and an issue was recorded
+_BAD: Any = BAD  # sentinel: the value was invalid and an issue was recorded
 Conv = Callable[["_Checker", KeyPath, Any], Any]
 
 _UPSTREAM_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
@@ -385,33 +410,6 @@ def _choice(*choices: str) -> Conv:
     return _simple(lambda v: expect_choice(v, choices))
 
 
-def _address_list(listen: bool, what: str) -> Conv:
-    def conv(chk: _Checker, path: KeyPath, value: Any) -> Any:
-        items = chk.items(path, value, what, scalar_ok=True)
-        if not items:
-            if isinstance(value, list | tuple):
-                chk.err(path, "must not be empty")
-            return _BAD
-        out: list[Address] = []
-        seen: dict[Address, KeyPath] = {}
-        ok = True
-        for item_path, item in items:
-            try:
-                addr = Address(*parse_host_port(item, listen=listen))
-            except ValueError as exc:
-                chk.err(item_path, str(exc))
-                ok = False
-                continue
-            if addr in seen and (addr.port != 0 or not listen):
-                chk.err(item_path, f"duplicate address '{addr}' (also {format_path(seen[addr])})")
-                ok = False
-            seen.setdefault(addr, item_path)
-            out.append(addr)
-        return tuple(out) if ok else _BAD
-
-    return conv
-
-
 def _cidrs(chk: _Checker, path: KeyPath, value: Any) -> Any:
     out, ok = [], True
     for item_path, item in chk.items(path, value, "CIDR strings", scalar_ok=True):
@@ -424,7 +422,7 @@ def _cidrs(chk: _Checker, path: KeyPath, value: Any) -> Any:
 
 
 _SERVER_CONVS: dict[str, Conv] = {
-    "listen": _address_list(listen=True, what="'host:port' strings"),
+    "listen": lambda chk, path, value: listen_entries(chk, path, value, Address),
     "workers": _simple(parse_workers),
     "worker_cpu_affinity": _choice("off", "auto"),
     "client_header_timeout": _simple(parse_positive_duration),
@@ -444,6 +442,7 @@ _SERVER_CONVS: dict[str, Conv] = {
     "server_header": _simple(parse_server_header),
     "shutdown_timeout": _simple(parse_duration),
     "pid_file": _simple(parse_pid_file),
+    "tls_handshake_timeout": _simple(parse_positive_duration),
 }
 
 _LOG_CONVS: dict[str, Conv] = {
@@ -461,13 +460,20 @@ def _listen_one(chk: _Checker, path: KeyPath, value: Any) -> Any:
 _ADMIN_CONVS: dict[str, Conv] = {"listen": _listen_one, "token": _simple(check_header_value)}
 
 
+def _server_url(value: Any) -> tuple[Address, bool]:
+    host, port, tls = parse_server_url(value)
+    return Address(host, port), tls
+
+
+def _plain_server(address: Address, tls: bool) -> ServerSpec:
+    return ServerSpec(address, tls=tls)
+
+
 def _server_spec(chk: _Checker, path: KeyPath, value: Any) -> Any:
     if isinstance(value, str):
-        return _simple(lambda v: ServerSpec(Address(*parse_host_port(v, listen=False))))(
-            chk, path, value
-        )
+        return _simple(lambda v: _plain_server(*_server_url(v)))(chk, path, value)
     convs: dict[str, Conv] = {
-        "address": _simple(lambda v: Address(*parse_host_port(v, listen=False))),
+        "address": _simple(_server_url),
         "weight": _int(1),
         "backup": _simple(expect_bool),
         "max_conns": _int(0),
@@ -478,7 +484,10 @@ def _server_spec(chk: _Checker, path: KeyPath, value: Any) -> Any:
     if "address" not in value:
         chk.err(path, "missing required key 'address'")
     kw = chk.fields(path, value, convs)
-    return _BAD if kw is None or "address" not in kw else ServerSpec(**kw)
+    if kw is None or "address" not in kw:
+        return _BAD
+    kw["address"], kw["tls"] = kw["address"]
+    return ServerSpec(**kw)
 
 
 def _servers(chk: _Checker, path: KeyPath, value: Any) -> Any:
@@ -585,6 +594,7 @@ _UPSTREAM_CONVS: dict[str, Conv] = {
     "fail_on_5xx": _simple(expect_bool),
     "slow_start": _simple(parse_duration),
     "circuit_breaker": _circuit_breaker,
+    "tls": upstream_tls,
 }
 
 
@@ -776,6 +786,9 @@ def _build_config(
             "routes are required",
         )
 
+    if server is not None and "listen" in server:
+        server["listen"], opts = server["listen"]
+        server["listen_options"] = tuple(opts.items())
     if server is not None and admin_kw is not None:
         admin_addr = admin_kw.get("listen", AdminConfig().listen)
         for i, addr in enumerate(server.get("listen", ServerConfig().listen)):
@@ -797,7 +810,7 @@ def _build_config(
 
 
 # Sanity: converter tables and dataclass fields must stay in step.
-assert set(_SERVER_CONVS) == {f.name for f in fields(ServerConfig)}
+assert set(_SERVER_CONVS) | {"listen_options"} == {f.name for f in fields(ServerConfig)}
 assert set(_LOG_CONVS) == {f.name for f in fields(LogConfig)}
 assert set(_ADMIN_CONVS) == {f.name for f in fields(AdminConfig)}
 assert set(_HEALTH_CONVS) == {f.name for f in fields(HealthCheck)}

@@ -4,6 +4,9 @@ from dataclasses import dataclass
 from ipaddress import IPv4Network, IPv6Network
 from typing import Any, Literal, TypeAlias
 
+from fastproxy.config_tls import ListenOptions as ListenOptions
+from fastproxy.config_tls import UpstreamTLS as UpstreamTLS
+
 __all__ = [
     "Address",
     "AdminConfig",
@@ -14,12 +17,14 @@ __all__ = [
     "HeaderRules",
     "HealthCheck",
     "KeyLocator",
+    "ListenOptions",
     "LogConfig",
     "Redirect",
     "RouteConfig",
     "ServerConfig",
     "ServerSpec",
     "UpstreamConfig",
+    "UpstreamTLS",
     "format_path",
     "parse_path",
 ]
@@ -73,6 +78,9 @@ class ServerConfig:
     server_header: str | None = None
     shutdown_timeout: float = 30.0
     pid_file: str | None = "/tmp/fastproxy.pid"
+    tls_handshake_timeout: float = 10.0
+    listen_options: tuple[tuple[Address, ListenOptions], ...] = ()
+    def options(self, addr: Address) -> ListenOptions: ...
 
 @dataclass(frozen=True, slots=True)
 class LogConfig:
@@ -92,6 +100,7 @@ class ServerSpec:
     weight: int = 1
     backup: bool = False
     max_conns: int = 0
+    tls: bool = False
 
 @dataclass(frozen=True, slots=True)
 class HealthCheck:
@@ -136,6 +145,7 @@ class UpstreamConfig:
     fail_on_5xx: bool = False
     slow_start: float = 0.0
     circuit_breaker: CircuitBreaker | None = None
+    tls: UpstreamTLS | None = None
 
 @dataclass(frozen=True, slots=True)
 class HeaderRules:

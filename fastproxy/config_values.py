@@ -17,6 +17,7 @@ import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 
+BAD: object = object()  # converter result: the value was invalid and an issue was recorded
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 PathSeg = str | int
 KeyPath = tuple[PathSeg, ...]

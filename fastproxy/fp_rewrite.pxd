@@ -54,6 +54,7 @@ cdef extern from "fp_rewrite.h" nogil:
         int body_kind
         uint64_t length
         const fp_rules *rules
+        const fp_rules *conn_rules
 
     ctypedef struct fp_resp_rw:
         uint32_t flags
@@ -62,6 +63,7 @@ cdef extern from "fp_rewrite.h" nogil:
         uint64_t length
         fp_str via
         const fp_rules *rules
+        const fp_rules *conn_rules
 
     int fp_rewrite_request(fp_wbuf *out, const char *buf, const fp_head *h,
                            const fp_req_rw *rw)

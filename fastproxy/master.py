@@ -45,7 +45,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import NoReturn
 
-from fastproxy import admin_control, pidfile
+from fastproxy import admin_control, pidfile, tls
 from fastproxy._stats import StatsIndex, StatsRegion
 from fastproxy._tables import Router
 from fastproxy.admin import AdminServer, bind_admin
@@ -300,6 +300,11 @@ class Master:
                     f"fastproxy: already running as pid {other} (pid file {path})", file=sys.stderr
                 )
                 return 1
+        try:
+            tls.validate(self.config)
+        except tls.TLSError as exc:
+            log.error("%s", exc)
+            return 1
         try:
             self.listeners = plan_listeners(self.config, {})
         except ListenError as exc:
@@ -681,6 +686,11 @@ class Master:
             )
             for issue in exc.issues:
                 log.error("%s", issue)
+            return
+        try:
+            tls.validate(config)  # a broken certificate keeps the running generation
+        except tls.TLSError as exc:
+            log.error("reload failed: %s; keeping generation %d", exc, self.generation)
             return
         try:
             self._number(config)

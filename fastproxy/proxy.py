@@ -15,15 +15,26 @@ import logging
 import signal
 import socket
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from fastproxy._protocols import make_client_factory
 from fastproxy._runtime import Runtime
-from fastproxy.config import Address, Config
+from fastproxy.config import Address, Config, ListenOptions
 from fastproxy.logs import AccessLog, setup_error_log
 from fastproxy.policy import Policy
+from fastproxy.tls import TLSError, listener_runtimes
 
 log = logging.getLogger("fastproxy")
+
+
+def _same_but_certs(a: ListenOptions, b: ListenOptions) -> bool:
+    """Equal apart from the certificates (which a CertSet swap can change)."""
+    if a.tls is None or b.tls is None:
+        return a == b
+    return replace(a, tls=replace(a.tls, certificates=())) == replace(
+        b, tls=replace(b.tls, certificates=())
+    )
 
 
 class Proxy:
@@ -41,6 +52,8 @@ class Proxy:
         self._servers: dict[Address, asyncio.base_events.Server] = {}
         self._access: AccessLog | None = None
         self._stopped: asyncio.Event | None = None
+        # per listen address with options: (ListenerRuntime, SSLContext|None, CertSet holder)
+        self._listeners: dict[Address, Any] = {}
 
     # -- lifecycle on a running loop ------------------------------------------
     async def start(
@@ -55,6 +68,7 @@ class Proxy:
         is bound here with SO_REUSEPORT.  `stats` = (StatsRegion, slot,
         StatsIndex) makes this worker count into the master's shared region."""
         loop = asyncio.get_running_loop()
+        self._listeners = listener_runtimes(self.config)  # TLSError names a bad file
         index = stats[2] if stats is not None else None
         self._runtime = Runtime(self.config, loop, log, index, self.policies)
         if stats is not None:
@@ -68,16 +82,20 @@ class Proxy:
         self, addresses: tuple[Address, ...], sockets: dict[Address, socket.socket]
     ) -> None:
         loop = asyncio.get_running_loop()
-        factory = make_client_factory(self._runtime)
         for addr in addresses:
             if addr in self._servers:
                 continue
+            listener, ctx, _ = self._listeners.get(addr, (None, None, None))
+            factory = make_client_factory(self._runtime, listener)
+            kw: dict[str, Any] = {"backlog": 1024}
+            if ctx is not None:
+                kw.update(ssl=ctx, ssl_handshake_timeout=self.config.server.tls_handshake_timeout)
             sock = sockets.get(addr)
             if sock is not None:
-                self._servers[addr] = await loop.create_server(factory, sock=sock, backlog=1024)
+                self._servers[addr] = await loop.create_server(factory, sock=sock, **kw)
             else:
                 self._servers[addr] = await loop.create_server(
-                    factory, addr.host, addr.port, reuse_port=True, backlog=1024
+                    factory, addr.host, addr.port, reuse_port=True, **kw
                 )
             log.info("listening on %s", ", ".join(f"{h}:{p}" for h, p in self._bound(addr)))
 
@@ -109,12 +127,33 @@ class Proxy:
     ) -> None:
         """Swap to a new config without dropping connections: requests in
         flight finish with the routes they started with; listeners that stay
-        are kept, new ones opened, removed ones closed."""
-        self._runtime.apply(config)
+        are kept, new ones opened, removed ones closed.  Certificates are
+        loaded first: a file that cannot be used is logged and raises
+        TLSError, and everything keeps running as before."""
+        try:
+            listeners = listener_runtimes(config)
+            self._runtime.apply(config)
+        except TLSError as exc:
+            log.error("reload failed: %s; keeping the running configuration", exc)
+            raise
         self._set_access_log(config)
         wanted = set(config.server.listen)
         for addr in [a for a in self._servers if a not in wanted]:
             self._servers.pop(addr).close()
+        for addr, (_, _, certs) in listeners.items():
+            old = self._listeners.get(addr)
+            if addr not in self._servers:
+                continue
+            before, after = self.config.server.options(addr), config.server.options(addr)
+            if old is not None and old[2] is not None and certs and _same_but_certs(before, after):
+                old[2][0] = certs[0]  # the handshakes from now on use the new certificates
+                listeners[addr] = old
+            elif before != after:
+                # TLS or redirect settings changed: a new server (open connections stay)
+                self._servers.pop(addr).close()
+        for addr in [a for a in self._servers if a not in listeners and a in self._listeners]:
+            self._servers.pop(addr).close()  # was TLS / redirecting, now plain
+        self._listeners = listeners
         await self._listen(config.server.listen, sockets or {})
         self.config = config
         log.info("configuration reloaded")

@@ -16,6 +16,7 @@ Fixtures (the interface is stable):
     ``close_after_response`` (bool, default False: answer every request with
     ``Connection: close`` and close), ``drop_after_response`` (bool, default False: close the
     connection after each response *without* announcing it, like a keep-alive timeout race),
+    ``tls_context`` (``ssl.SSLContext`` or None: the origin speaks TLS with it),
     ``auto_continue`` (bool, default False: send
     ``100 Continue`` on every endpoint when the request has ``Expect: 100-continue``;
     ``/continue`` always does), ``extra_headers`` (list of ``(name, value)`` added to every
@@ -78,8 +79,9 @@ tables become ``[[name]]``; deeper tables inside them are inline).
     (``read_until_close=False``; interim 1xx responses are included).  A timeout raises
     ``RawTimeout`` (a ``TimeoutError``) whose ``.data`` holds the bytes read so far.
 
-``http_conn(port, timeout=5, rcvbuf=None) -> HTTPConn`` (factory; closed at teardown;
-``rcvbuf`` sets SO_RCVBUF before connecting)
+``http_conn(port, timeout=5, rcvbuf=None, tls=None, sni=None) -> HTTPConn`` (factory; closed
+at teardown; ``rcvbuf`` sets SO_RCVBUF before connecting; ``tls`` = an ``ssl.SSLContext``
+speaks TLS, e.g. ``tls_files.client_context()``, with ``sni`` as the server name)
     ``send(bytes)``, ``request(method, target, headers=(), body=None, version="HTTP/1.1",
     host="test.local", chunked=False) -> None`` (adds Host and Content-Length/chunked framing
     unless the header is given; ``chunked`` may be a list of byte chunks),
@@ -99,6 +101,10 @@ tables become ``[[name]]``; deeper tables inside them are inline).
     ``body``, ``raw`` (bytes of the head and body as received), ``framing``
     (``"none"|"length"|"chunked"|"close"``), ``trailers``, ``interim``; ``header(name)``,
     ``header_all(name)``.
+
+``tls_files`` -> ``TLSFiles``: a trustme CA (``ca``, ``ca_path``), ``issue(*names, stem=None,
+ca=None) -> (cert_path, key_path)``, ``client_context(alpn=None)`` (trusts the CA, no host
+check), ``connect(port, sni=None, ctx=None) -> ssl.SSLSocket``.
 
 ``payload(n) -> bytes``: the deterministic byte pattern /bytes, /chunked and /close send.
 
@@ -120,6 +126,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -351,7 +358,13 @@ class HTTPConn:
     """One client TCP connection to the proxy, for several requests in a row."""
 
     def __init__(
-        self, port: int, timeout: float = 5, host: str = "127.0.0.1", rcvbuf: int | None = None
+        self,
+        port: int,
+        timeout: float = 5,
+        host: str = "127.0.0.1",
+        rcvbuf: int | None = None,
+        tls: ssl.SSLContext | None = None,
+        sni: str | None = None,
     ) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:  # before connect, so the window is small from the start
@@ -359,6 +372,8 @@ class HTTPConn:
         self.sock.settimeout(timeout)
         self.sock.connect((host, port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls is not None:  # a TLS listener: handshake now, with `sni` as server name
+            self.sock = tls.wrap_socket(self.sock, server_hostname=sni)
         self.timeout = timeout
         self.reader = _Reader(self.sock)
 
@@ -499,6 +514,7 @@ class Origin:
         self.drop_after_response = False
         self.auto_continue = False
         self.extra_headers: list[tuple[str, str]] = []
+        self.tls_context: ssl.SSLContext | None = None  # set: the origin speaks TLS
         self.errors: list[str] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -554,6 +570,15 @@ class Origin:
 
     def _serve(self, conn: socket.socket, cport: int, cid: int) -> None:
         conn.settimeout(None)
+        if self.tls_context is not None:
+            try:
+                conn = self.tls_context.wrap_socket(conn, server_side=True)
+            except (OSError, ValueError) as exc:
+                self.errors.append(f"TLS handshake: {exc}")
+                with self._lock:
+                    self.open_connections -= 1
+                conn.close()
+                return
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         r = _Reader(conn)
         try:
@@ -1119,8 +1144,14 @@ def raw_request() -> Callable[..., bytes]:
 def http_conn() -> Iterator[Callable[..., HTTPConn]]:
     conns: list[HTTPConn] = []
 
-    def factory(port: int, timeout: float = 5, rcvbuf: int | None = None) -> HTTPConn:
-        c = HTTPConn(port, timeout, rcvbuf=rcvbuf)
+    def factory(
+        port: int,
+        timeout: float = 5,
+        rcvbuf: int | None = None,
+        tls: ssl.SSLContext | None = None,
+        sni: str | None = None,
+    ) -> HTTPConn:
+        c = HTTPConn(port, timeout, rcvbuf=rcvbuf, tls=tls, sni=sni)
         conns.append(c)
         return c
 
@@ -1183,3 +1214,55 @@ def _children(pid: int) -> list[int]:
         if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
             kids.append(int(entry))
     return kids
+
+
+# ---------------------------------------------------------------------------------------------
+# TLS: a test CA (trustme) and certificates written as files the proxy config names
+# ---------------------------------------------------------------------------------------------
+
+
+class TLSFiles:
+    """``ca`` (trustme.CA), ``ca_path``; ``issue(*names, stem=None, ca=None) -> (cert, key)``
+    writes a leaf certificate for ``names`` (a name may be ``*.x`` or an IP);
+    ``client_context(**kw)`` trusts the CA; ``connect(port, sni=None, ctx=None)`` returns a
+    connected ``ssl.SSLSocket`` (handshake done)."""
+
+    def __init__(self, directory: Path) -> None:
+        import trustme
+
+        self.dir = directory
+        self.ca = trustme.CA()
+        self.ca_path = str(directory / "ca.pem")
+        self.ca.cert_pem.write_to_path(self.ca_path)
+        self._n = 0
+
+    def issue(self, *names: str, stem: str | None = None, ca: Any = None) -> tuple[str, str]:
+        self._n += 1
+        stem = stem or f"leaf{self._n}"
+        leaf = (ca or self.ca).issue_cert(*names)
+        cert, key = str(self.dir / f"{stem}.crt"), str(self.dir / f"{stem}.key")
+        Path(cert).write_bytes(b"".join(b.bytes() for b in leaf.cert_chain_pems))
+        leaf.private_key_pem.write_to_path(key)
+        return cert, key
+
+    def client_context(self, alpn: list[str] | None = None) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=self.ca_path)
+        ctx.check_hostname = False  # tests check which certificate came back themselves
+        if alpn:
+            ctx.set_alpn_protocols(alpn)
+        return ctx
+
+    def connect(
+        self, port: int, sni: str | None = None, ctx: ssl.SSLContext | None = None, timeout=5.0
+    ) -> ssl.SSLSocket:
+        raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        try:
+            return (ctx or self.client_context()).wrap_socket(raw, server_hostname=sni)
+        except BaseException:
+            raw.close()
+            raise
+
+
+@pytest.fixture
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
+    return TLSFiles(tmp_path_factory.mktemp("tls"))
