@@ -77,6 +77,12 @@ extensions = [
     ),
     ext("fastproxy._runtime", "fastproxy/_runtime.pyx", []),
     ext("fastproxy._stats", "fastproxy/_stats.pyx", ["csrc/fp_stats.c"]),
+    ext(
+        "fastproxy._cache",
+        "fastproxy/_cache.pyx",
+        ["csrc/fp_cache.c", "csrc/fp_cache_heap.c", "csrc/fp_cache_check.c"],
+    ),
+    ext("fastproxy._cache_policy", "fastproxy/_cache_policy.pyx", ["csrc/fp_cache_policy.c"]),
     ext("fastproxy._protocols", "fastproxy/_protocols.pyx", DATA_PLANE_C),
     ext("fastproxy._rewrite", "fastproxy/_rewrite.pyx", DATA_PLANE_C),
 ]
