@@ -7,6 +7,7 @@ from typing import Any, Literal, TypeAlias
 __all__ = [
     "Address",
     "AdminConfig",
+    "CacheConfig",
     "Config",
     "ConfigError",
     "ConfigIssue",
@@ -144,10 +145,18 @@ class RouteConfig:
     response_headers: HeaderRules = ...
 
 @dataclass(frozen=True, slots=True)
+class CacheConfig:
+    size: int = ...
+    max_entry_size: int = ...
+    max_entries: int = 0
+    store_set_cookie: bool = False
+
+@dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = ...
     log: LogConfig = ...
     admin: AdminConfig | None = None
+    cache: CacheConfig | None = None
     upstreams: dict[str, UpstreamConfig] = ...
     routes: tuple[RouteConfig, ...] = ()
     source: str = "<default>"
