@@ -459,6 +459,10 @@ static int grow(fp_cache *c, fp_cache_put *p, uint64_t want)
 int fp_cache_append(fp_cache *c, fp_cache_put *p, const void *data, size_t len)
 {
     if (!p->off) return FP_CACHE_EINVAL;
+    fp_entry *own = FP_ENT(c, p->off);
+    /* The chunk is rounded up, so its room may exceed the limit: check both. */
+    if ((uint64_t)own->key_len + own->head_len + p->body_len + len > c->max_entry)
+        return FP_CACHE_ETOOBIG;
     if (p->body_len + len > p->cap) {
         int r = grow(c, p, p->body_len + len);
         if (r) return r;

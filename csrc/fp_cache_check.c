@@ -177,3 +177,18 @@ int fp_cache_check(fp_cache *c, char *err, size_t errlen)
     fp_unlock(c);
     return r;
 }
+
+int fp_cache_test_dead_body(fp_cache *c, long index, const uint8_t **body, size_t *len)
+{
+    if (fp_lock(c)) return 0;
+    int found = 0;
+    for (uint64_t off = c->heap_start; off < c->heap_end && !found; off += FP_CSIZE(c, off)) {
+        fp_entry *e = FP_ENT(c, off);
+        if ((*FP_HDR(c, off) & FP_CH_FREE) || e->magic != FP_ENT_DEAD || index-- > 0) continue;
+        *body = fp_ent_data(c, off) + e->key_len + e->head_len;
+        *len = e->body_len;
+        found = 1;
+    }
+    fp_unlock(c);
+    return found;
+}

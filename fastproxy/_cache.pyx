@@ -48,6 +48,7 @@ from fastproxy.fp_cache cimport (
     fp_cache_reap,
     fp_cache_stats,
     fp_cache_attach,
+    fp_cache_test_dead_body,
     fp_cache_test_die_in_lock,
     fp_cache_update_head,
 )
@@ -274,6 +275,21 @@ cdef class CacheRegion:
 
     def fill_done(self, bytes key):
         fp_cache_fill_done(self.c, fp_cache_hash(<const char *>key, len(key)), os.getpid())
+
+    def _pin_for_test(self, bytes key):
+        """Tests only: look key up and keep the pin (a reader mid-send)."""
+        self._ensure_slot()
+        cdef fp_cache_hit hit
+        return cache_lookup(self, key, len(key), 0, FP_CACHE_NOCOUNT, &hit) == FP_CACHE_HIT
+
+    def _dead_pinned_bodies(self):
+        """Tests only: bodies of entries removed from the cache but still pinned."""
+        cdef const uint8_t *body
+        cdef size_t n
+        out = []
+        while fp_cache_test_dead_body(self.c, len(out), &body, &n):
+            out.append((<const char *>body)[:n])
+        return out
 
     def _die_holding_lock(self):
         """Tests only: leave the region mid-mutation with the lock held, and die."""
