@@ -29,23 +29,23 @@ class _Store(Protocol):
     def purge_prefix(self, prefix: bytes) -> int: ...
 
 
-def normalise_url(url: str) -> str:
-    """Lowercase the scheme and host of an absolute http(s) URL (or URL prefix);
-    ValueError when it is not one."""
+def normalise_url(url: str, prefix: bool = False) -> str:
+    """Lowercase the scheme and host of an absolute http(s) URL (or, with prefix,
+    the start of one: "http://" and "http://ho" are fine); ValueError otherwise."""
     scheme, sep, rest = url.partition("://")
     if not sep or scheme.lower() not in ("http", "https"):
         raise ValueError("must be an absolute http:// or https:// URL")
     host, slash, path = rest.partition("/")
-    if not host:
+    if not host and not prefix:
         raise ValueError("has no host")
     if any(ch in url for ch in "\r\n\0 "):
         raise ValueError("contains a space or a control character")
     return f"{scheme.lower()}://{host.lower()}{slash}{path}"
 
 
-def cache_key(url: str) -> bytes:
+def cache_key(url: str, prefix: bool = False) -> bytes:
     """The key an absolute URL's GET/HEAD response is stored under (no extras)."""
-    return (METHOD_CLASS + normalise_url(url)).encode("latin-1")
+    return (METHOD_CLASS + normalise_url(url, prefix)).encode("latin-1")
 
 
 def purge(cache: _Store, body: bytes) -> tuple[int, dict[str, Any]]:
@@ -70,7 +70,7 @@ def purge(cache: _Store, body: bytes) -> tuple[int, dict[str, Any]]:
     if not isinstance(value, str):
         return 400, {"error": f"'{name}' must be a string"}
     try:
-        key = cache_key(value)
+        key = cache_key(value, prefix=name == "prefix")
     except (ValueError, UnicodeEncodeError) as exc:
         return 400, {"error": f"'{name}' {exc}"}
     if name == "url":
