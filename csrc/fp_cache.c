@@ -101,7 +101,7 @@ int fp_cache_init(void *mem, size_t size, uint64_t max_entry, uint64_t max_entri
 
 /* ------------------------------------------------------------------ slots */
 
-static void drop_pins(fp_cache *c, fp_proc *p);
+static void clear_slot(fp_cache *c, uint32_t i);
 
 int fp_cache_attach(fp_cache *c, int32_t pid)
 {
@@ -110,11 +110,16 @@ int fp_cache_attach(fp_cache *c, int32_t pid)
     mut_begin(c);
     for (uint32_t i = 0; i < c->nprocs && found < 0; i++) {
         fp_proc *p = fp_proc_at(c, i);
-        if (p->pid == pid) found = (int)i;
+        if (p->pid != pid) continue;
+        /* A process attaches once, so this slot is a dead process's whose pid
+         * was reused: its pins and stores are not ours. */
+        clear_slot(c, i);
+        p->pid = pid;
+        found = (int)i;
     }
     for (uint32_t i = 0; i < c->nprocs && found < 0; i++) {
         fp_proc *p = fp_proc_at(c, i);
-        if (p->pid != 0 && !fp_pid_alive(p->pid)) drop_pins(c, p);  /* its owner is gone */
+        if (p->pid != 0 && !fp_pid_alive(p->pid)) clear_slot(c, i);  /* its owner is gone */
         if (p->pid == 0) {
             p->pid = pid;
             found = (int)i;
@@ -144,11 +149,23 @@ static void drop_pins(fp_cache *c, fp_proc *p)
     p->pid = 0;
 }
 
+/* Free a slot: its pins, and its unfinished stores (PENDING chunks it owns;
+ * a heap walk, once per dead process).  Lock held, mutation open. */
+static void clear_slot(fp_cache *c, uint32_t i)
+{
+    for (uint64_t off = c->heap_start; off < c->heap_end; off += FP_CSIZE(c, off)) {
+        if (*FP_HDR(c, off) & FP_CH_FREE) continue;
+        fp_entry *e = FP_ENT(c, off);
+        if (e->magic == FP_ENT_PENDING && e->owner == i) off = fp_heap_free(c, off);
+    }
+    drop_pins(c, fp_proc_at(c, i));
+}
+
 void fp_cache_detach(fp_cache *c, int slot)
 {
     if (slot < 0 || (uint32_t)slot >= c->nprocs || fp_lock(c)) return;
     mut_begin(c);
-    drop_pins(c, fp_proc_at(c, (uint32_t)slot));
+    clear_slot(c, (uint32_t)slot);
     mut_end(c);
     fp_unlock(c);
 }
@@ -162,14 +179,7 @@ int fp_cache_reap(fp_cache *c, int32_t pid)
     for (uint32_t i = 0; i < c->nprocs; i++) {
         fp_proc *p = fp_proc_at(c, i);
         if (p->pid != pid) continue;
-        /* Its unfinished stores: PENDING chunks it owns (a heap walk; this
-         * runs once per dead process). */
-        for (uint64_t off = c->heap_start; off < c->heap_end; off += FP_CSIZE(c, off)) {
-            if (*FP_HDR(c, off) & FP_CH_FREE) continue;
-            fp_entry *e = FP_ENT(c, off);
-            if (e->magic == FP_ENT_PENDING && e->owner == i) off = fp_heap_free(c, off);
-        }
-        drop_pins(c, p);
+        clear_slot(c, i);
         n++;
     }
     fp_fill *f = fp_fills(c);

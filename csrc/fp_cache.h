@@ -110,7 +110,9 @@ size_t fp_cache_min_size(void);
 int fp_cache_init(void *mem, size_t size, uint64_t max_entry, uint64_t max_entries);
 int fp_cache_valid(const void *mem, size_t size);  /* 1 if mem holds our region */
 
-/* Process slots (pins live there).  attach: slot index >= 0, or < 0. */
+/* Process slots (pins live there).  attach: slot index >= 0, or < 0; call it
+ * once per process (a slot already naming the pid is taken as a dead
+ * process's whose pid was reused, and its pins are dropped). */
 int fp_cache_attach(fp_cache *c, int32_t pid);
 void fp_cache_detach(fp_cache *c, int slot);
 int fp_cache_reap(fp_cache *c, int32_t pid);     /* drop a dead process's pins,

@@ -291,6 +291,20 @@ cdef class CacheRegion:
             out.append((<const char *>body)[:n])
         return out
 
+    def time_hits(self, bytes key, int n):
+        """Benchmarks: n lookups + releases of key in a C loop (the data plane's hit
+        cost, no Python per hit); the number of hits."""
+        self._ensure_slot()
+        cdef fp_cache_hit hit
+        cdef const char *k = key
+        cdef size_t klen = len(key)
+        cdef int _i, hits = 0
+        for _i in range(n):
+            if cache_lookup(self, k, klen, 0, 0, &hit) == FP_CACHE_HIT:
+                hits += 1
+                cache_release(self, hit.pin)
+        return hits
+
     def _die_holding_lock(self):
         """Tests only: leave the region mid-mutation with the lock held, and die."""
         fp_cache_test_die_in_lock(self.c)
