@@ -277,10 +277,16 @@ cdef class CacheRegion:
         fp_cache_fill_done(self.c, fp_cache_hash(<const char *>key, len(key)), os.getpid())
 
     def _pin_for_test(self, bytes key):
-        """Tests only: look key up and keep the pin (a reader mid-send)."""
+        """Tests only: look key up and keep the pin (a reader mid-send); the pin
+        number, or -1 on a miss."""
         self._ensure_slot()
         cdef fp_cache_hit hit
-        return cache_lookup(self, key, len(key), 0, FP_CACHE_NOCOUNT, &hit) == FP_CACHE_HIT
+        if cache_lookup(self, key, len(key), 0, FP_CACHE_NOCOUNT, &hit) != FP_CACHE_HIT:
+            return -1
+        return hit.pin
+
+    def _release_for_test(self, int pin):
+        cache_release(self, pin)
 
     def _dead_pinned_bodies(self):
         """Tests only: bodies of entries removed from the cache but still pinned."""

@@ -103,6 +103,12 @@ def test_processes_hammering_one_region() -> None:
         assert ops > 100
 
     pids = [fork(lambda s=s: worker(s)) for s in range(4)]
+    # Meanwhile two processes die holding the lock: the rebuilds run while the
+    # others hold pins and have stores in flight, and must not disturb them.
+    for _ in range(2):
+        time.sleep(0.5)
+        killer = fork(r._die_holding_lock)
+        os.waitpid(killer, 0)
     codes = [wait_child(pid, 30) for pid in pids]
     assert codes == [0, 0, 0, 0]
     for pid in pids:
@@ -110,6 +116,7 @@ def test_processes_hammering_one_region() -> None:
     r.check()
     s = r.stats()
     assert s["stores"] > 100 and s["hits"] > 0 and s["evictions"] > 0
+    assert s["rebuilds"] == 2 and s["resets"] == 0
     for key in keys:  # whatever survived is intact
         got = r.get(key)
         assert got is None or body_ok(got[1])
@@ -191,6 +198,27 @@ def test_killed_while_holding_the_lock() -> None:
     assert s["recoveries"] == 3 and s["rebuilds"] == 3 and s["entries"] == 30
     r.put(b"new", b"H", b"after recovery")
     assert r.get(b"new")[1] == b"after recovery"
+    r.check()
+
+
+def test_rebuild_keeps_live_pins() -> None:
+    """A pinned entry (deleted meanwhile) survives a rebuild with its refcount
+    recomputed from the live pin, and is freed when that pin goes."""
+    r = CacheRegion(2 << 20, 256 << 10, 0)
+    body = make_body(b"p", 1, 50000)
+    r.put(b"p", b"H", body)
+    r.put(b"q", b"H", b"q")
+    pin = r._pin_for_test(b"p")
+    assert pin >= 0
+    assert r.delete(b"p") == 1
+    pid = fork(r._die_holding_lock)
+    os.waitpid(pid, 0)
+    r.check()  # takes the lock: rebuild, then every invariant
+    assert r.stats()["rebuilds"] == 1
+    assert r._dead_pinned_bodies() == [body]
+    assert r.get(b"q")[1] == b"q" and r.get(b"p") is None
+    r._release_for_test(pin)
+    assert r._dead_pinned_bodies() == []
     r.check()
 
 

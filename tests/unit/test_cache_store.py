@@ -229,7 +229,7 @@ def test_pin_survives_delete_and_reuse(region: CacheRegion) -> None:
     pid = os.fork()
     if pid == 0:  # pragma: no cover - child
         try:
-            region._pin_for_test(b"pinned")
+            assert region._pin_for_test(b"pinned") >= 0
             os.kill(os.getpid(), signal.SIGSTOP)
         finally:
             os._exit(0)
