@@ -145,7 +145,10 @@ int fp_cache_check(fp_cache *c, char *err, size_t errlen);
 /* Keys of the LRU list, most recent first, NUL-separated into buf (tests). */
 long fp_cache_lru_keys(fp_cache *c, uint8_t *buf, size_t cap, long *count);
 
-/* Request coalescing: a small table of in-flight keys (by key hash). */
+/* Request coalescing: a small table of in-flight keys (by key hash).  now_ms
+ * and deadlines are CLOCK_MONOTONIC milliseconds (one clock for every
+ * process on the host); a claim whose owner died or whose deadline passed is
+ * taken over by the next claimant. */
 int fp_cache_fill_claim(fp_cache *c, uint64_t key_hash, int32_t pid, int64_t now_ms,
                         int64_t ttl_ms, int64_t *deadline_ms);
 int fp_cache_fill_pending(fp_cache *c, uint64_t key_hash, int64_t now_ms);

@@ -142,6 +142,11 @@ cdef class CacheRegion:
         self.c = <fp_cache *>p
         self.size = size
 
+    @classmethod
+    def create(cls, size, max_entry_size, max_entries=0):
+        """Map and initialise a new region (the master, before fork)."""
+        return cls(size, max_entry_size, max_entries)
+
     def __dealloc__(self):
         if self.c != NULL:
             munmap(self.c, self.size)
