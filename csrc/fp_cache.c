@@ -2,9 +2,19 @@
  * store operations.  See fp_cache.h for the model, fp_cache_heap.c for the
  * allocator and the crash repair, docs/cache.md for the whole design. */
 #include <errno.h>
+#include <signal.h>
 #include <time.h>
 
 #include "fp_cache_int.h"
+
+long fp_cache_crash_countdown;  /* process-local, tests only */
+
+void fp_cache_crash_now(void)
+{
+    for (;;) raise(SIGKILL);
+}
+
+void fp_cache_test_crash_after(long n) { fp_cache_crash_countdown = n; }
 
 /* ------------------------------------------------------------------ lock */
 
@@ -243,6 +253,7 @@ void fp_index_insert(fp_cache *c, uint64_t off)
 {
     uint64_t *b = bucket(c, FP_ENT(c, off)->hash);
     FP_ENT(c, off)->hnext = *b;
+    FP_CRASH_POINT();
     *b = off;
 }
 
@@ -253,6 +264,7 @@ void fp_lru_push_front(fp_cache *c, uint64_t off)
     e->next = c->lru_head;
     if (c->lru_head) FP_ENT(c, c->lru_head)->prev = off;
     else c->lru_tail = off;
+    FP_CRASH_POINT();
     c->lru_head = off;
 }
 
@@ -261,6 +273,7 @@ static void lru_unlink(fp_cache *c, uint64_t off)
     fp_entry *e = FP_ENT(c, off);
     if (e->prev) FP_ENT(c, e->prev)->next = e->next;
     else c->lru_head = e->next;
+    FP_CRASH_POINT();
     if (e->next) FP_ENT(c, e->next)->prev = e->prev;
     else c->lru_tail = e->prev;
     e->prev = e->next = 0;
@@ -272,6 +285,7 @@ void fp_unlink(fp_cache *c, uint64_t off)
     while (*pp && *pp != off) pp = &FP_ENT(c, *pp)->hnext;
     if (*pp) *pp = FP_ENT(c, off)->hnext;
     FP_ENT(c, off)->hnext = 0;
+    FP_CRASH_POINT();
     lru_unlink(c, off);
 }
 
@@ -281,6 +295,7 @@ static void drop_entry(fp_cache *c, uint64_t off)
     fp_unlink(c, off);
     c->st.bytes -= FP_CSIZE(c, off);
     c->st.entries--;
+    FP_CRASH_POINT();
     fp_entry *e = FP_ENT(c, off);
     if (e->refs) e->magic = FP_ENT_DEAD;
     else fp_heap_free(c, off);
@@ -344,6 +359,7 @@ int fp_cache_lookup(fp_cache *c, int slot, const void *key, size_t klen, uint64_
     p->pins[k].id = e->id;
     p->pins[k].off = off;
     p->used++;
+    FP_CRASH_POINT();
     e->refs++;
     if (!(flags & FP_CACHE_NOTOUCH) && c->lru_head != off) {
         lru_unlink(c, off);
@@ -504,6 +520,7 @@ int fp_cache_commit(fp_cache *c, fp_cache_put *p)
     fp_index_insert(c, off);
     fp_lru_push_front(c, off);
     c->st.bytes += FP_CSIZE(c, off);
+    FP_CRASH_POINT();
     c->st.entries++;
     c->st.stores++;
     FP_BARRIER();

@@ -157,6 +157,9 @@ void fp_cache_fill_done(fp_cache *c, uint64_t key_hash, int32_t pid);
 /* Tests only: take the lock, mark the region mid-mutation, scribble on the
  * LRU/index links and return holding the lock (the caller then dies). */
 int fp_cache_test_die_in_lock(fp_cache *c);
+/* Tests only: SIGKILL this process at the n-th crash point inside the store
+ * (0 = never); crash points sit between the stores of every mutation. */
+void fp_cache_test_crash_after(long n);
 /* Tests only: the index-th DEAD (unlinked, still pinned) entry's body. */
 int fp_cache_test_dead_body(fp_cache *c, long index, const uint8_t **body, size_t *len);
 

@@ -43,6 +43,7 @@ static void free_push(fp_cache *c, uint64_t off, uint64_t size)
     NEXT_FREE(c, off) = c->bins[b];
     PREV_FREE(c, off) = 0;
     if (c->bins[b]) PREV_FREE(c, c->bins[b]) = off;
+    FP_CRASH_POINT();
     c->bins[b] = off;
     *(uint64_t *)FP_AT(c, off + size - 8) = size;
 }
@@ -52,6 +53,7 @@ static void free_unlink(fp_cache *c, uint64_t off)
     uint64_t n = NEXT_FREE(c, off), p = PREV_FREE(c, off);
     if (p) NEXT_FREE(c, p) = n;
     else c->bins[bin_of(FP_CSIZE(c, off))] = n;
+    FP_CRASH_POINT();
     if (n) PREV_FREE(c, n) = p;
 }
 
@@ -120,6 +122,7 @@ uint64_t fp_heap_free(fp_cache *c, uint64_t off)
         off = prev;
         size += psize;
     }
+    FP_CRASH_POINT();
     *FP_HDR(c, off) = size | FP_CH_FREE;  /* prev of a free chunk is never free */
     free_push(c, off, size);
     set_prev_free(c, off + size, 1);

@@ -89,8 +89,23 @@ struct fp_cache {
 #define FP_ENT(c, off) ((fp_entry *)FP_AT(c, (off) + FP_ENT_OFF))
 #define FP_CSIZE(c, off) (*FP_HDR(c, off) & ~FP_CH_FLAGS)
 
+/* Tests: a process-local countdown; the process SIGKILLs itself at the n-th
+ * crash point (fp_cache_test_crash_after), i.e. in the middle of a mutation.
+ * Off (0) in production: one predictable branch per point. */
+extern long fp_cache_crash_countdown;
+void fp_cache_crash_now(void);
+#define FP_CRASH_POINT()                                                                  \
+    do {                                                                                   \
+        if (__builtin_expect(fp_cache_crash_countdown > 0, 0) && --fp_cache_crash_countdown == 0) \
+            fp_cache_crash_now();                                                          \
+    } while (0)
+
 /* Order stores against a SIGKILL between them (instruction boundaries). */
-#define FP_BARRIER() atomic_signal_fence(memory_order_seq_cst)
+#define FP_BARRIER()                                 \
+    do {                                             \
+        atomic_signal_fence(memory_order_seq_cst);   \
+        FP_CRASH_POINT();                            \
+    } while (0)
 
 static inline uint64_t *fp_buckets(fp_cache *c) { return (uint64_t *)FP_AT(c, c->buckets_off); }
 static inline fp_fill *fp_fills(fp_cache *c) { return (fp_fill *)FP_AT(c, c->fill_off); }

@@ -48,6 +48,7 @@ from fastproxy.fp_cache cimport (
     fp_cache_reap,
     fp_cache_stats,
     fp_cache_attach,
+    fp_cache_test_crash_after,
     fp_cache_test_dead_body,
     fp_cache_test_die_in_lock,
     fp_cache_update_head,
@@ -320,6 +321,12 @@ cdef class CacheRegion:
         """Tests only: leave the region mid-mutation with the lock held, and die."""
         fp_cache_test_die_in_lock(self.c)
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _crash_after(long n):
+    """Tests only: this process SIGKILLs itself at the n-th crash point inside
+    the store (0 = never)."""
+    fp_cache_test_crash_after(n)
 
 
 def key_hash(bytes key):

@@ -99,4 +99,5 @@ cdef extern from "fp_cache.h" nogil:
     int fp_cache_fill_pending(fp_cache *c, uint64_t key_hash, int64_t now_ms)
     void fp_cache_fill_done(fp_cache *c, uint64_t key_hash, int32_t pid)
     int fp_cache_test_die_in_lock(fp_cache *c)
+    void fp_cache_test_crash_after(long n)
     int fp_cache_test_dead_body(fp_cache *c, long index, const uint8_t **body, size_t *len)

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from fastproxy._cache import CacheRegion
+from fastproxy._cache import CacheRegion, _crash_after
 
 LOCK_TIMEOUT = 2.0  # FP_CACHE_LOCK_TIMEOUT_MS
 
@@ -198,6 +198,55 @@ def test_killed_while_holding_the_lock() -> None:
     assert s["recoveries"] == 3 and s["rebuilds"] == 3 and s["entries"] == 30
     r.put(b"new", b"H", b"after recovery")
     assert r.get(b"new")[1] == b"after recovery"
+    r.check()
+
+
+def crash_workload(r: CacheRegion) -> None:
+    """Every kind of mutation: evicting puts, a growing chunked put, hits, a
+    pinned entry deleted then released, a refresh, a purge, a fill claim."""
+    for i in range(12):
+        assert r.put(b"w%d" % i, b"H", make_body(b"w", i, 40000))
+    assert r.put(b"g", b"H", make_body(b"g", 0, 150000), chunk=10000, hint=100)
+    r.get(b"w11")
+    r.get(b"w3")
+    pin = r._pin_for_test(b"w10")
+    r.delete(b"w10")
+    if pin >= 0:
+        r._release_for_test(pin)
+    r.update_head(b"w11", b"H2")
+    r.purge_prefix(b"w1")
+    r.fill_claim(b"f")
+    r.fill_done(b"f")
+
+
+def test_crash_at_every_point() -> None:
+    """A child runs crash_workload and SIGKILLs itself at its n-th crash point
+    (between the stores of a mutation), for n = 1, 2, ... until the workload
+    completes.  After each death the next locker repairs the region within the
+    lock timeout, every stored body is intact, and the check passes."""
+    r = CacheRegion(512 << 10, 200 << 10, 0)
+    n, deadline = 1, time.monotonic() + 120
+    while True:
+        pid = fork(lambda n=n: (_crash_after(n), crash_workload(r)))
+        code = wait_child(pid, 20)
+        if code == 0:
+            break  # n is past the workload's last crash point
+        assert code == -signal.SIGKILL, code
+        t0 = time.monotonic()
+        r.check()  # takes the lock first: EOWNERDEAD -> rebuild
+        assert time.monotonic() - t0 < LOCK_TIMEOUT
+        r.reap(pid)
+        r.check()
+        for key in r.lru_keys():
+            got = r.get(key, count=False, touch=False)
+            assert got is not None and body_ok(got[1]), (n, key)
+        assert time.monotonic() < deadline, f"still crashing at point {n}"
+        n += 1
+    s = r.stats()
+    print(f"crash points explored: {n - 1}, stats: {s}")
+    assert n > 100, n  # the workload has many crash points
+    assert s["rebuilds"] > 10 and s["resets"] == 0
+    crash_workload(r)  # and it all still works
     r.check()
 
 
