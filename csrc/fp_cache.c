@@ -289,16 +289,19 @@ void fp_unlink(fp_cache *c, uint64_t off)
     lru_unlink(c, off);
 }
 
-/* Take a LIVE entry out of the cache; its memory goes when its last pin does. */
+/* Take a LIVE entry out of the cache; its memory goes when its last pin does.
+ * Marking it DEAD is the decisive store: a rebuild from then on never links it
+ * again, so a delete or purge, once begun, is never undone by a crash. */
 static void drop_entry(fp_cache *c, uint64_t off)
 {
+    fp_entry *e = FP_ENT(c, off);
+    e->magic = FP_ENT_DEAD;
+    FP_BARRIER();
     fp_unlink(c, off);
     c->st.bytes -= FP_CSIZE(c, off);
     c->st.entries--;
     FP_CRASH_POINT();
-    fp_entry *e = FP_ENT(c, off);
-    if (e->refs) e->magic = FP_ENT_DEAD;
-    else fp_heap_free(c, off);
+    if (!e->refs) fp_heap_free(c, off);
 }
 
 static int evict_one(fp_cache *c)

@@ -250,6 +250,36 @@ def test_crash_at_every_point() -> None:
     r.check()
 
 
+def test_crash_never_undoes_a_completed_delete() -> None:
+    """A child stores X, deletes it (tells us), then goes on mutating until its
+    n-th crash point: once the delete returned, no rebuild may bring X back."""
+    r = CacheRegion(512 << 10, 200 << 10, 0)
+    seen_after_delete = 0
+    for n in range(1, 400):
+        rfd, wfd = os.pipe()
+
+        def child(n: int = n, wfd: int = wfd) -> None:
+            _crash_after(n)
+            r.put(b"X", b"H", make_body(b"X", n, 30000))
+            r.delete(b"X")
+            os.write(wfd, b"d")
+            crash_workload(r)
+
+        pid = fork(child)
+        os.close(wfd)
+        code = wait_child(pid, 20)
+        deleted = os.read(rfd, 1) == b"d"
+        os.close(rfd)
+        r.reap(pid)
+        r.check()
+        if deleted:
+            seen_after_delete += 1
+            assert r.get(b"X", count=False) is None, n
+        if code == 0:
+            break
+    assert seen_after_delete > 50
+
+
 def test_rebuild_keeps_live_pins() -> None:
     """A pinned entry (deleted meanwhile) survives a rebuild with its refcount
     recomputed from the live pin, and is freed when that pin goes."""
