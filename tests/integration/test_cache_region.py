@@ -135,10 +135,11 @@ def test_sigkill_mid_store_in_a_loop() -> None:
     rnd = random.Random(7)
 
     def writer() -> None:
+        wr = random.Random(os.getpid())  # each writer its own sizes
         i = 0
         while True:
             key = b"big%d" % (i % 5)
-            n = random.randint(1000, 1_800_000)
+            n = wr.randint(1000, 1_800_000)
             r.put(key, b"H:" + key, make_body(key, i, n), chunk=65536, hint=4096)
             if i % 3 == 0:
                 r.put(b"small%d" % (i % 50), b"h", make_body(b"s", i, 300))
