@@ -59,6 +59,10 @@ def ext(name: str, pyx: str, c_sources: list[str]) -> Extension:
 
 
 DATA_PLANE_C = [*PARSER_C, "csrc/fp_rewrite.c", "csrc/fp_path.c"]
+# The cache store.  A module that cimports fastproxy._cache's inline entry points
+# calls these C functions itself, so it must list CACHE_C among its sources too.
+CACHE_C = ["csrc/fp_cache.c", "csrc/fp_cache_heap.c", "csrc/fp_cache_check.c"]
+CACHE_POLICY_C = ["csrc/fp_cache_policy.c"]
 
 extensions = [
     ext("fastproxy._http1", "fastproxy/_http1.pyx", PARSER_C),
@@ -78,6 +82,8 @@ extensions = [
     ),
     ext("fastproxy._runtime", "fastproxy/_runtime.pyx", []),
     ext("fastproxy._stats", "fastproxy/_stats.pyx", ["csrc/fp_stats.c", "csrc/fp_peer.c"]),
+    ext("fastproxy._cache", "fastproxy/_cache.pyx", CACHE_C),
+    ext("fastproxy._cache_policy", "fastproxy/_cache_policy.pyx", CACHE_POLICY_C),
     ext("fastproxy._protocols", "fastproxy/_protocols.pyx", DATA_PLANE_C),
     ext("fastproxy._rewrite", "fastproxy/_rewrite.pyx", DATA_PLANE_C),
 ]

@@ -9,6 +9,8 @@ Endpoints (docs/metrics.md is the contract):
 
     GET /metrics    Prometheus text exposition format 0.0.4
     GET /status     JSON: version, uptime, generation, workers, totals, upstreams
+                    (and "cache" with [cache] configured)
+    POST /cache/purge  {"url": U} or {"prefix": P} -> {"removed": N}  (with [cache])
 
 Everything else is 404; another method on those two paths is 405.  With a
 token configured every request must carry `Authorization: Bearer TOKEN`, or it
@@ -37,6 +39,10 @@ from fastproxy import admin_control
 from fastproxy._http1 import ParseError, parse_request
 from fastproxy._stats import BUCKET_BOUNDS
 from fastproxy._version import __version__
+from fastproxy.cache_admin import MAX_PURGE_BODY
+from fastproxy.cache_admin import METRICS as CACHE_METRICS
+from fastproxy.cache_admin import purge as cache_purge
+from fastproxy.cache_admin import status_doc as cache_status_doc
 from fastproxy.config import Address, Config
 
 log = logging.getLogger("fastproxy")
@@ -46,6 +52,7 @@ JSON_CONTENT_TYPE = "application/json"
 CODES = ("aborted", "1xx", "2xx", "3xx", "4xx", "5xx")  # index = fp_stats_class()
 ENDPOINTS = ("/metrics", "/status")
 IDLE_PEER = {"inflight": 0, "passive_out": False, "breaker": "closed", "trips": 0}
+PURGE = "/cache/purge"
 ALLOW = "GET, HEAD"
 OVERFLOW_LABEL = "other"  # an index shared by several names (past the region's capacity)
 
@@ -60,6 +67,8 @@ _REASONS = {
     200: "OK",
     400: "Bad Request",
     401: "Unauthorized",
+    411: "Length Required",
+    413: "Content Too Large",
     404: "Not Found",
     405: "Method Not Allowed",
     408: "Request Timeout",
@@ -309,6 +318,11 @@ def render_metrics(
         "Requests answered with an error response made by fastproxy (not by an upstream).",
     )
     w.sample("fastproxy_errors_total", (), tot["errors"])
+    cache = snapshot.get("cache")
+    if cache is not None:  # only with [cache] configured
+        for name, kind, help_text, key in CACHE_METRICS:
+            w.family(name, kind, help_text)
+            w.sample(name, (), cache.get(key, 0))
     w.family("fastproxy_workers", "gauge", "Worker processes running (all generations).")
     w.sample("fastproxy_workers", (), len(snapshot.get("workers", ())))
     w.family(
@@ -391,7 +405,7 @@ def render_status(
                 }
             )
         upstreams[name] = {"servers": entries}
-    return {
+    doc = {
         "version": version,
         "uptime_seconds": round(max(0.0, now - snapshot["started"]), 3),
         "generation": snapshot["generation"],
@@ -399,6 +413,9 @@ def render_status(
         "totals": totals,
         "upstreams": upstreams,
     }
+    if snapshot.get("cache") is not None:
+        doc["cache"] = cache_status_doc(snapshot["cache"])
+    return doc
 
 
 # ---------------------------------------------------------------------------- the server
@@ -456,8 +473,10 @@ class AdminServer:
         index: Any,
         config: Config,
         worker_slots: Callable[[], Mapping[int, int]] | None = None,
+        cache: Any = None,
     ) -> None:
         self.region = region  # fastproxy._stats.StatsRegion
+        self.cache = cache  # fastproxy._cache.CacheRegion, with [cache] configured
         self.index = index  # fastproxy._stats.StatsIndex
         self.config = config
         self.worker_slots = worker_slots or dict
@@ -568,12 +587,29 @@ class AdminServer:
             except ParseError as exc:
                 return _response(exc.status, f"{exc.status} {exc.name}\n".encode())
             if head is not None:
-                return self.respond(head.method or b"", head.target or b"", head.headers)
+                body = b""
+                if head.body_kind == "chunked":
+                    return _response(411, b"send the body with a Content-Length\n")
+                if head.body_kind == "length" and head.content_length:
+                    if head.content_length > MAX_PURGE_BODY:
+                        return _response(413, b"request body too large\n")
+                    body = buf[head.head_len :]
+                    while len(body) < head.content_length:
+                        chunk = await reader.read(65536)
+                        if not chunk:
+                            return b""
+                        body += chunk
+                    body = body[: head.content_length]
+                return self.respond(head.method or b"", head.target or b"", head.headers, body)
             if len(buf) > MAX_HEAD:
                 return _response(431, b"request head too large\n")
 
     def respond(
-        self, method: bytes, target: bytes, headers: Iterable[tuple[bytes, bytes, int]]
+        self,
+        method: bytes,
+        target: bytes,
+        headers: Iterable[tuple[bytes, bytes, int]],
+        body: bytes = b"",
     ) -> bytes:
         """The complete response to one request."""
         head_only = method == b"HEAD"
@@ -585,6 +621,12 @@ class AdminServer:
                 head_only=head_only,
             )
         path = target.split(b"?", 1)[0].decode("latin-1")
+        if path == PURGE and self.cache is not None:
+            if method != b"POST":
+                return _response(405, b"method not allowed\n", extra=[("Allow", "POST")])
+            status, doc = cache_purge(self.cache, body)
+            out = (json.dumps(doc) + "\n").encode()
+            return _response(status, out, JSON_CONTENT_TYPE)
         control = admin_control.match(path)
         if control is not None:
             if method != b"POST":
@@ -592,13 +634,15 @@ class AdminServer:
             status, doc = admin_control.apply(self.region, self.index, self.config, *control)
             if status == 200:
                 log.info("admin: %s %s %s", doc["upstream"], doc["server"], doc["admin"])
-            body = (json.dumps(doc) + "\n").encode()
-            return _response(status, body, JSON_CONTENT_TYPE)
+            out = (json.dumps(doc) + "\n").encode()
+            return _response(status, out, JSON_CONTENT_TYPE)
         if path not in ENDPOINTS:
             return _response(404, b"not found\n", head_only=head_only)
         if method not in (b"GET", b"HEAD"):
             return _response(405, b"method not allowed\n", extra=[("Allow", ALLOW)])
         snap = self.region.snapshot()
+        if self.cache is not None:
+            snap["cache"] = self.cache.stats()
         if path == "/metrics":
             body = render_metrics(snap, self.index.routes, self.index.servers).encode()
             return _response(200, body, METRICS_CONTENT_TYPE, head_only=head_only)

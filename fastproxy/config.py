@@ -63,6 +63,7 @@ from fastproxy.config_values import (
 __all__ = [
     "Address",
     "AdminConfig",
+    "CacheConfig",
     "CircuitBreaker",
     "Config",
     "ConfigError",
@@ -172,6 +173,16 @@ class AdminConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CacheConfig:
+    """The shared-memory response cache region (docs/cache.md)."""
+
+    size: int = 256 << 20
+    max_entry_size: int = 8 << 20
+    max_entries: int = 0  # 0 = limited by size only
+    store_set_cookie: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class ServerSpec:
     address: Address
     weight: int = 1
@@ -268,6 +279,7 @@ class Config:
     server: ServerConfig = ServerConfig()
     log: LogConfig = LogConfig()
     admin: AdminConfig | None = None
+    cache: CacheConfig | None = None
     upstreams: dict[str, UpstreamConfig] = field(default_factory=dict)
     routes: tuple[RouteConfig, ...] = ()
     source: str = "<default>"
@@ -458,6 +470,32 @@ def _listen_one(chk: _Checker, path: KeyPath, value: Any) -> Any:
 
 
 _ADMIN_CONVS: dict[str, Conv] = {"listen": _listen_one, "token": _simple(check_header_value)}
+
+CACHE_MIN_SIZE = 1 << 20  # room for the region's tables plus a useful heap
+
+_CACHE_CONVS: dict[str, Conv] = {
+    "size": _simple(parse_positive_size),
+    "max_entry_size": _simple(parse_positive_size),
+    "max_entries": _int(0),
+    "store_set_cookie": _simple(expect_bool),
+}
+
+
+def _cache(chk: _Checker, value: Any) -> CacheConfig | None:
+    kw = chk.fields(("cache",), value, _CACHE_CONVS)
+    if kw is None:
+        return None
+    cfg = CacheConfig(**kw)
+    if cfg.size < CACHE_MIN_SIZE:
+        chk.err(("cache", "size"), f"must be at least 1MiB (got {cfg.size} bytes)")
+        return None
+    if cfg.max_entry_size > cfg.size // 2:
+        chk.err(
+            ("cache", "max_entry_size"),
+            f"must be at most half of cache.size ({cfg.size // 2} bytes), got {cfg.max_entry_size}",
+        )
+        return None
+    return cfg
 
 
 def _server_url(value: Any) -> tuple[Address, bool]:
@@ -726,7 +764,7 @@ def _route(chk: _Checker, path: KeyPath, value: Any, upstream_names: list[str]) 
     return RouteConfig(**kw) if len(chk.issues) == before else _BAD
 
 
-_TOP_KEYS = ("server", "log", "admin", "upstreams", "routes")
+_TOP_KEYS = ("server", "log", "admin", "cache", "upstreams", "routes")
 
 
 def _listen_overlap(a: Address, b: Address) -> bool:
@@ -746,6 +784,7 @@ def _build_config(
     admin_kw = None
     if top.get("admin") is not None:
         admin_kw = chk.fields(("admin",), top["admin"], _ADMIN_CONVS)
+    cache = _cache(chk, top["cache"]) if top.get("cache") is not None else None
 
     upstreams: dict[str, UpstreamConfig] = {}
     names: list[str] = []
@@ -803,6 +842,7 @@ def _build_config(
         server=ServerConfig(**server),
         log=LogConfig(**log),
         admin=None if admin_kw is None else AdminConfig(**admin_kw),
+        cache=cache,
         upstreams=upstreams,
         routes=tuple(routes),
         source=source,
@@ -813,6 +853,7 @@ def _build_config(
 assert set(_SERVER_CONVS) | {"listen_options"} == {f.name for f in fields(ServerConfig)}
 assert set(_LOG_CONVS) == {f.name for f in fields(LogConfig)}
 assert set(_ADMIN_CONVS) == {f.name for f in fields(AdminConfig)}
+assert set(_CACHE_CONVS) == {f.name for f in fields(CacheConfig)}
 assert set(_HEALTH_CONVS) == {f.name for f in fields(HealthCheck)}
 assert set(_BREAKER_CONVS) == {f.name for f in fields(CircuitBreaker)}
 assert set(_UPSTREAM_CONVS) | {"name"} == {f.name for f in fields(UpstreamConfig)}

@@ -10,6 +10,7 @@ from fastproxy.config_tls import UpstreamTLS as UpstreamTLS
 __all__ = [
     "Address",
     "AdminConfig",
+    "CacheConfig",
     "CircuitBreaker",
     "Config",
     "ConfigError",
@@ -172,10 +173,18 @@ class RouteConfig:
     response_headers: HeaderRules = ...
 
 @dataclass(frozen=True, slots=True)
+class CacheConfig:
+    size: int = ...
+    max_entry_size: int = ...
+    max_entries: int = 0
+    store_set_cookie: bool = False
+
+@dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = ...
     log: LogConfig = ...
     admin: AdminConfig | None = None
+    cache: CacheConfig | None = None
     upstreams: dict[str, UpstreamConfig] = ...
     routes: tuple[RouteConfig, ...] = ()
     source: str = "<default>"

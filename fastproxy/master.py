@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import NoReturn
 
 from fastproxy import admin_control, pidfile, tls
+from fastproxy._cache import CacheRegion
 from fastproxy._stats import StatsIndex, StatsRegion
 from fastproxy._tables import Router
 from fastproxy.admin import AdminServer, bind_admin
@@ -233,6 +234,7 @@ def _worker_main(
     ready_fd: int,
     cpu: int | None,
     stats: Stats | None = None,
+    cache: CacheRegion | None = None,
 ) -> int:
     """Body of a worker process: the single-process engine on the slot's sockets,
     counting into its slot of the shared stats region."""
@@ -249,6 +251,11 @@ def _worker_main(
     use_pid_log_format()
     if stats is not None:
         stats[0].set_pid(stats[1], os.getpid())
+    if cache is not None:
+        from fastproxy import _cache
+
+        cache.attach()  # this worker's pin slot in the shared cache region
+        _cache.set_current(cache)
     proxy = Proxy(config)
 
     async def main() -> None:
@@ -288,6 +295,7 @@ class Master:
         self._admin_sock: socket.socket | None = None  # bound by run(), served by _main()
         self._tasks: set[asyncio.Task[None]] = set()
         self.health: HealthChecker | None = None  # active health checks (run by the master)
+        self.cache: CacheRegion | None = None  # with [cache]: mapped by run(), before the fork
 
     # -- entry point ----------------------------------------------------------------------
     def run(self) -> int:
@@ -327,6 +335,17 @@ class Master:
                 return 1
             self.pid_file = path
         self.stats = StatsRegion()
+        if self.config.cache is not None:
+            cc = self.config.cache
+            try:
+                self.cache = CacheRegion.create(cc.size, cc.max_entry_size, cc.max_entries)
+            except (MemoryError, ValueError) as exc:
+                log.error("cannot create the cache region (cache.size = %d): %s", cc.size, exc)
+                self._close_listeners()
+                self._close_admin()
+                if self.pid_file:
+                    pidfile.remove_pid(self.pid_file)
+                return 1
         loop = asyncio.new_event_loop()
         try:
             return loop.run_until_complete(self._main())
@@ -355,7 +374,9 @@ class Master:
             self.health.start()
             if self._admin_sock is not None and self.config.admin is not None:
                 sock, self._admin_sock = self._admin_sock, None
-                self.admin = AdminServer(self.stats, self.index, self.config, self._worker_slots)
+                self.admin = AdminServer(
+                    self.stats, self.index, self.config, self._worker_slots, cache=self.cache
+                )
                 await self.admin.start(sock, self.config.admin.listen)
             n = self.config.worker_count()
             self.slots = [None] * n
@@ -428,7 +449,7 @@ class Master:
             self._drop_master_state(sockets)
             _stop_with_parent(master)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-            code = _worker_main(config, sockets, ready_fd, cpu, stats)
+            code = _worker_main(config, sockets, ready_fd, cpu, stats, self.cache)
         except KeyboardInterrupt:
             code = 0
         except OSError as exc:  # e.g. the access log cannot be opened: no traceback needed
@@ -537,7 +558,9 @@ class Master:
                     exc.strerror,
                 )
                 return
-        admin = self.admin = AdminServer(self.stats, self.index, config, self._worker_slots)
+        admin = self.admin = AdminServer(
+            self.stats, self.index, config, self._worker_slots, cache=self.cache
+        )
         admin.address = config.admin.listen  # now: the next reload compares against it
         task = self._loop.create_task(admin.start(sock, config.admin.listen))
         self._tasks.add(task)
@@ -629,6 +652,8 @@ class Master:
         if worker is None:
             return
         self._release_stats(worker.stats_slot)  # its counters live on in the retired slot
+        if self.cache is not None:
+            self.cache.reap(pid)  # its cache pins, unfinished stores and fill claims
         worker.stats_slot = None
         self._close_ready(worker)
         if worker.kill_timer is not None:
@@ -687,6 +712,8 @@ class Master:
             for issue in exc.issues:
                 log.error("%s", issue)
             return
+        if config.cache != self.config.cache:
+            log.warning("[cache] changes take effect on restart; the cache region is kept as is")
         try:
             tls.validate(config)  # a broken certificate keeps the running generation
         except tls.TLSError as exc:

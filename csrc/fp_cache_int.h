@@ -1,0 +1,140 @@
+/* fp_cache_int.h - layout of the cache region, shared by fp_cache.c (index,
+ * LRU, operations) and fp_cache_heap.c (allocator, rebuild, check).
+ * Not part of the API: Cython sees only fp_cache.h. */
+#ifndef FP_CACHE_INT_H
+#define FP_CACHE_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "fp_cache.h"
+
+#define FP_CACHE_MAGIC UINT64_C(0x6670636163686531)  /* "fpcache1" */
+#define FP_ALIGN 64u            /* chunk size granule (a cache line)           */
+#define FP_MIN_CHUNK 128u       /* smallest free chunk worth keeping           */
+#define FP_BINS 64              /* free lists by floor(log2(size))             */
+#define FP_NFILL 256            /* in-flight fill claims                       */
+
+/* Chunk header word: size | flags.  The walk uses the size only, and every
+ * size change is one 8-byte store, so a heap walk always succeeds even after
+ * a process died in the middle of a split or a merge. */
+#define FP_CH_FREE UINT64_C(1)
+#define FP_CH_PREV_FREE UINT64_C(2)
+#define FP_CH_FLAGS UINT64_C(63)
+
+/* Entry states (first word after the chunk header). */
+#define FP_ENT_PENDING 0x50454e44u  /* being written by its owner slot        */
+#define FP_ENT_LIVE 0x4c495645u     /* in the index and the LRU list          */
+#define FP_ENT_DEAD 0x44454144u     /* unlinked, waiting for its last pin     */
+
+typedef struct {
+    uint32_t magic;
+    uint32_t refs;
+    uint64_t id;
+    uint64_t hash;
+    uint64_t hnext;              /* next in the hash chain (chunk offset)     */
+    uint64_t prev, next;         /* LRU neighbours; prev = more recent        */
+    uint32_t owner;              /* writer's slot while PENDING               */
+    uint32_t key_len;
+    uint32_t head_len;
+    uint32_t pad;
+    uint64_t body_len;
+    uint64_t body_cap;
+    fp_cache_meta meta;
+} fp_entry;
+
+#define FP_ENT_OFF 8u            /* entry starts after the chunk header       */
+#define FP_DATA_OFF (FP_ENT_OFF + sizeof(fp_entry))
+
+typedef struct {
+    uint64_t off;                /* chunk offset of the pinned entry, 0 = free */
+    uint64_t id;
+} fp_pin;
+
+typedef struct {
+    int32_t pid;                 /* 0 = free slot                             */
+    uint32_t used;               /* pins in use (a hint for the scan)         */
+    fp_pin pins[];               /* npins of them                             */
+} fp_proc;
+
+typedef struct {
+    uint64_t hash;               /* 0 = free                                  */
+    int32_t pid;
+    uint32_t pad;
+    int64_t deadline_ms;
+} fp_fill;
+
+struct fp_cache {
+    uint64_t magic;
+    uint64_t version;
+    uint64_t size;
+    pthread_mutex_t lock;
+    volatile uint32_t dirty;     /* set around every mutation                 */
+    uint32_t nprocs;
+    uint32_t npins;
+    uint32_t proc_stride;
+    uint64_t nbuckets;           /* a power of two                            */
+    uint64_t max_entry, max_entries;
+    uint64_t procs_off, fill_off, buckets_off, heap_start, heap_end;
+    uint64_t lru_head, lru_tail; /* chunk offsets, 0 = none                   */
+    uint64_t bins[FP_BINS];
+    uint64_t next_id;
+    uint64_t epoch;              /* bumped when the heap had to be emptied    */
+    fp_cache_stats st;
+};
+
+#define FP_AT(c, off) ((uint8_t *)(c) + (off))
+#define FP_HDR(c, off) ((uint64_t *)FP_AT(c, off))
+#define FP_ENT(c, off) ((fp_entry *)FP_AT(c, (off) + FP_ENT_OFF))
+#define FP_CSIZE(c, off) (*FP_HDR(c, off) & ~FP_CH_FLAGS)
+
+/* Tests: a process-local countdown; the process SIGKILLs itself at the n-th
+ * crash point (fp_cache_test_crash_after), i.e. in the middle of a mutation.
+ * Off (0) in production: one predictable branch per point. */
+extern long fp_cache_crash_countdown;
+void fp_cache_crash_now(void);
+#define FP_CRASH_POINT()                                                                  \
+    do {                                                                                   \
+        if (__builtin_expect(fp_cache_crash_countdown > 0, 0) && --fp_cache_crash_countdown == 0) \
+            fp_cache_crash_now();                                                          \
+    } while (0)
+
+/* Order stores against a SIGKILL between them (instruction boundaries). */
+#define FP_BARRIER()                                 \
+    do {                                             \
+        atomic_signal_fence(memory_order_seq_cst);   \
+        FP_CRASH_POINT();                            \
+    } while (0)
+
+static inline uint64_t *fp_buckets(fp_cache *c) { return (uint64_t *)FP_AT(c, c->buckets_off); }
+static inline fp_fill *fp_fills(fp_cache *c) { return (fp_fill *)FP_AT(c, c->fill_off); }
+static inline fp_proc *fp_proc_at(fp_cache *c, uint32_t i)
+{
+    return (fp_proc *)FP_AT(c, c->procs_off + (uint64_t)i * c->proc_stride);
+}
+static inline uint8_t *fp_ent_data(fp_cache *c, uint64_t off) { return FP_AT(c, off + FP_DATA_OFF); }
+static inline uint64_t fp_need(uint64_t payload)
+{
+    uint64_t n = (FP_DATA_OFF + payload + FP_ALIGN - 1) & ~(uint64_t)(FP_ALIGN - 1);
+    return n < FP_MIN_CHUNK ? FP_MIN_CHUNK : n;
+}
+
+/* fp_cache_heap.c */
+void fp_heap_init(fp_cache *c);
+uint64_t fp_heap_alloc(fp_cache *c, uint64_t need);
+uint64_t fp_heap_free(fp_cache *c, uint64_t off);  /* -> start of the merged free chunk */
+void fp_heap_shrink(fp_cache *c, uint64_t off, uint64_t need);
+void fp_cache_rebuild(fp_cache *c);
+int fp_pid_alive(int32_t pid);
+
+/* fp_cache.c: the lock (repairs after EOWNERDEAD; 0 = held), index and LRU */
+int fp_lock(fp_cache *c);
+void fp_unlock(fp_cache *c);
+void fp_index_insert(fp_cache *c, uint64_t off);
+uint64_t fp_index_find(fp_cache *c, uint64_t hash, const void *key, size_t klen, uint64_t vary,
+                       unsigned flags);
+void fp_lru_push_front(fp_cache *c, uint64_t off);
+void fp_unlink(fp_cache *c, uint64_t off);  /* from the index and the LRU list */
+
+#endif
