@@ -835,6 +835,8 @@ cdef class UpstreamProtocol(Conn):
                 if self.out_kind == FP_BODY_CHUNKED:
                     fp_wbuf_put(&self.out, b"0\r\n\r\n", 5)
                     c.write(PyBytes_FromStringAndSize(self.out.data, self.out.len))
+                c.end_server(FP_PEER_FAIL if c.status >= 500 and self.upstream.fail_on_5xx
+                             else FP_PEER_OK, f"status {c.status}")
                 c.response_done()
             else:
                 c.upstream_failed(502, "upstream closed mid-response")
@@ -895,12 +897,12 @@ cdef class UpstreamProtocol(Conn):
                 self.state = U_CLOSED
                 self.transport.close()
                 return
+            retryable = self.state == U_HEAD and not self.got_bytes  # before abort()
             self.client = None
             self.abort()
             if c is not None:
                 c.upstream_failed(504, "upstream send timeout" if self.tkind == T_SEND
-                                  else "upstream read timeout",
-                                  self.state == U_HEAD and not self.got_bytes)
+                                  else "upstream read timeout", retryable)
         except Exception:
             self.rt.log.exception("upstream timeout handler")
 

@@ -12,3 +12,4 @@ cdef class StatsRegion:
     cdef fp_worker_stats *slot_ptr(self, int i)
     cdef const uint8_t *down_ptr(self)
     cdef fp_peer *peers_ptr(self)
+    cdef _write_flags(self, int index, uint8_t after)

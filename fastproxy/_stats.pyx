@@ -101,8 +101,14 @@ cdef class StatsRegion:
         """Master only (admin API): "enabled", "drain" or "disabled"."""
         if state not in ADMIN_STATES:
             raise ValueError(state)
-        self._set_flag(index, FP_DOWN_DRAIN, state == "drain")
-        self._set_flag(index, FP_DOWN_DISABLED, state == "disabled")
+        if not 0 <= index < FP_STATS_SERVERS:
+            raise IndexError(index)
+        cdef uint8_t f = self.region.down[index] & ~(FP_DOWN_DRAIN | FP_DOWN_DISABLED)
+        if state == "drain":
+            f |= FP_DOWN_DRAIN
+        elif state == "disabled":
+            f |= FP_DOWN_DISABLED
+        self._write_flags(index, f)    # one store: no instant of "enabled" in between
 
     def admin_state(self, int index):
         if not 0 <= index < FP_STATS_SERVERS:
@@ -115,7 +121,10 @@ cdef class StatsRegion:
         if not 0 <= index < FP_STATS_SERVERS:
             raise IndexError(index)
         cdef uint8_t before = self.region.down[index]
-        cdef uint8_t after = (before | bit) if on else (before & ~bit)
+        self._write_flags(index, (before | bit) if on else (before & ~bit))
+
+    cdef _write_flags(self, int index, uint8_t after):
+        cdef uint8_t before = self.region.down[index]
         self.region.down[index] = after
         if before and not after:
             # usable again: slow_start ramps its weight up from now

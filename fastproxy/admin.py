@@ -385,8 +385,7 @@ def render_status(
         for spec in up.servers:
             address = str(spec.address)
             index = servers.get((name, address))
-            i = None if spec.backup else index
-            s = server_stats.get(i, {}) if i is not None else {}
+            s = server_stats.get(index, {}) if index is not None else {}
             peer = peers.get(index, IDLE_PEER) if index is not None else IDLE_PEER
             entries.append(
                 {
