@@ -79,6 +79,7 @@ extensions = [
     ext("fastproxy._stats", "fastproxy/_stats.pyx", ["csrc/fp_stats.c"]),
     ext("fastproxy._protocols", "fastproxy/_protocols.pyx", DATA_PLANE_C),
     ext("fastproxy._rewrite", "fastproxy/_rewrite.pyx", DATA_PLANE_C),
+    ext("fastproxy._compress", "fastproxy/_compress.pyx", [*PARSER_C, "csrc/fp_encoding.c"]),
 ]
 
 setup(
