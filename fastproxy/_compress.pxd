@@ -32,12 +32,14 @@ cdef class Transform:
     cdef uint64_t cap
     cdef double ratio
     cdef readonly str error         # why feed/finish failed
+    cdef bytes held                 # decoding: the response head, until body bytes exist
 
     cdef int decoded(self, bytes data) except -1
     cdef int feed(self, fp_wbuf *out, const char *p, size_t n) except -2
     cdef int flush(self, fp_wbuf *out) except -2
     cdef int finish(self, fp_wbuf *out) except -2
     cdef int patch_head(self, fp_wbuf *out, size_t start) except -1
+    cdef int release_head(self, fp_wbuf *out) except -1
     cdef void account(self, fp_worker_stats *st)
 
 

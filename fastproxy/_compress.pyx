@@ -209,6 +209,8 @@ cdef class Transform:
             c = self.coding
             data = self.comp.process(data) if c == FP_ENC_BR else self.comp.compress(data)
         self.n_out += PyBytes_GET_SIZE(data)
+        if PyBytes_GET_SIZE(data):
+            self.release_head(self.cur)
         return emit(self.cur, data, self.chunked)
 
     cdef int feed(self, fp_wbuf *out, const char *p, size_t n) except -2:
@@ -249,6 +251,7 @@ cdef class Transform:
     cdef int flush(self, fp_wbuf *out) except -2:
         """Push what the compressor holds to the client (streams: SSE, long
         polls, chunked without length)."""
+        self.release_head(out)
         if self.comp is None:
             return 0
         c = self.coding
@@ -270,6 +273,7 @@ cdef class Transform:
             if not done:
                 self.error = f"truncated {NAMES[self.upstream_coding]} body from upstream"
                 return -1
+        self.release_head(out)
         if self.comp is None:
             return 0
         data = self.comp.finish() if self.coding == FP_ENC_BR else self.comp.flush()
@@ -278,8 +282,21 @@ cdef class Transform:
         return emit(out, data, self.chunked)
 
     cdef int patch_head(self, fp_wbuf *out, size_t start) except -1:
+        """Rewrite the head just serialised at out[start:].  When decoding, the
+        head is then held back until the first body bytes exist: a bomb or a
+        corrupt body found before that is still answered with a clean 502."""
         if fp_enc_patch_head(out, start, self.coding, self.dec is not None) != 0:
             raise MemoryError()
+        if self.dec is not None:
+            self.held = PyBytes_FromStringAndSize(out.data + start, out.len - start)
+            out.len = start
+        return 0
+
+    cdef int release_head(self, fp_wbuf *out) except -1:
+        if self.held is not None:
+            if fp_wbuf_put(out, PyBytes_AS_STRING(self.held), PyBytes_GET_SIZE(self.held)):
+                raise MemoryError()
+            self.held = None
         return 0
 
     cdef void account(self, fp_worker_stats *st):
@@ -315,7 +332,8 @@ cdef Transform response_transform(Policy pol, const char *buf, const fp_head *h,
     cdef int flags, uc = FP_ENC_IDENTITY, coding
     cdef int st = h.status
     if fr.kind == FP_BODY_NONE or method_id == FP_M_HEAD or st < 200 or st == 204 \
-            or st == 206 or st == 304 or req.range or upgrade:
+            or st == 206 or st == 304 or req.range or upgrade \
+            or (req.choice == FP_ENC_IDENTITY and not pol.decompress):
         return None
     flags = fp_enc_response(buf, h, fr, &pol.c, &uc)
     if flags & (1 << FP_ENC_SKIP_NO_TRANSFORM) or uc == FP_ENC_UNKNOWN:
