@@ -45,6 +45,9 @@ Fixtures (the interface is stable):
                              frames unmasked, answers ping with pong and close with close;
                              ``/ws?lenient=1`` accepts a handshake without ``Upgrade: websocket``
       /head                  200, body ``b"hello head\\n"`` (11 bytes)
+      /random?n=N            200, N pseudo-random (incompressible) bytes seeded by N,
+                             ``Content-Type: text/plain``, Content-Length: the bytes of
+                             ``random.Random(N).randbytes(N)``
       /events?n=N&gap=S      server-sent events: 200 ``text/event-stream``, chunked, N events
                              ``data: event I\\n\\n`` (I = 0..N-1), one chunk each, S seconds
                              apart (default 0.2); ``mode=close`` sends them with no length
@@ -127,6 +130,7 @@ import hashlib
 import json
 import math
 import os
+import random
 import re
 import signal
 import socket
@@ -149,6 +153,11 @@ import pytest
 REPO = Path(os.environ.get("FASTPROXY_TEST_TREE") or Path(__file__).resolve().parents[2])
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _PATTERN = bytes(range(251)) * 64  # prime period, so shifted or reordered data shows
+
+
+def random_bytes(n: int) -> bytes:
+    """What /random?n=N sends: incompressible, reproducible."""
+    return random.Random(n).randbytes(n)
 
 
 @functools.cache
@@ -755,6 +764,8 @@ class Origin:
             return False
         elif path == "/head":
             simple(200, b"hello head\n", [("Content-Type", "text/plain")])
+        elif path == "/random":
+            simple(200, random_bytes(qint("n", 0)), [("Content-Type", "text/plain")])
         elif path == "/events":
             mode = q.get("mode", ["chunked"])[0]
             gap = float(q.get("gap", ["0.2"])[0])

@@ -4,6 +4,8 @@ events still arrive one by one; Vary / ETag; decompress_upstream with its caps; 
 
 from __future__ import annotations
 
+import http.client
+import random
 import socket
 import time
 import zlib
@@ -294,3 +296,54 @@ def test_http10_client_gets_a_close_delimited_compressed_body(make_proxy, raw_re
     assert b"content-length" not in low and b"transfer-encoding" not in low
     assert b"connection: close" in low
     assert zlib.decompress(body, 31) == payload(200000)
+
+
+def test_backpressure_holds_for_a_slow_reader(make_proxy, http_conn):
+    """64 MiB of incompressible text/plain through zstd to a client that does not read for
+    1.5 s: the proxy pauses the upstream instead of buffering (RSS stays within 30 MiB),
+    then every byte arrives."""
+    n = 64 << 20
+    p = make_proxy({"compression": {"enabled": True}})
+    assert get(http_conn(p.port), "/random?n=70000", "zstd").status == 200  # warm up
+    baseline = p.rss_kib()
+    c = http_conn(p.port, timeout=30, rcvbuf=8192)
+    c.request("GET", f"/random?n={n}", headers=[("Accept-Encoding", "zstd")])
+    peak, deadline = baseline, time.monotonic() + 1.5
+    while time.monotonic() < deadline:  # the client stalls; watch the proxy meanwhile
+        peak = max(peak, p.rss_kib())
+        time.sleep(0.05)
+    r = c.read_response()
+    peak = max(peak, p.rss_kib())
+    assert r.header("content-encoding") == "zstd"
+    assert decode("zstd", r.body) == random.Random(n).randbytes(n)  # what /random sends
+    assert peak - baseline < 30 * 1024, (baseline, peak)
+
+
+def test_metrics_count_compressed_responses(make_proxy, http_conn):
+    p = make_proxy({"compression": {"enabled": True}, "admin": {"listen": "127.0.0.1:0"}})
+    admin = int(p.wait_log(r"admin endpoint on http://127\.0\.0\.1:(\d+)", 5).group(1))
+    c = http_conn(p.port)
+    for _ in range(3):
+        r = get(c, f"/bytes?n=40000&{JSON}", "br")
+        assert r.header("content-encoding") == "br"
+
+    def scrape() -> dict[str, float]:
+        conn = http.client.HTTPConnection("127.0.0.1", admin, timeout=5)
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+        conn.close()
+        out = {}
+        for line in text.splitlines():
+            if line.startswith("fastproxy_compress") and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                out[name] = float(value)
+        return out
+
+    deadline = time.monotonic() + 5
+    while (m := scrape()).get('fastproxy_compressed_responses_total{algorithm="br"}') != 3:
+        assert time.monotonic() < deadline, m
+        time.sleep(0.05)
+    assert m['fastproxy_compression_bytes_in_total{algorithm="br"}'] == 3 * 40000
+    out = m['fastproxy_compression_bytes_out_total{algorithm="br"}']
+    assert 0 < out < 3 * 40000 / 4
+    assert m['fastproxy_compressed_responses_total{algorithm="gzip"}'] == 0

@@ -4,6 +4,8 @@ fastproxy._compress, and the [compression] config section."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fastproxy._compress import Policy, accept_q, patch_head
 from fastproxy.config import CompressionConfig, Config, ConfigError
@@ -212,3 +214,88 @@ def test_config_errors_name_key_and_line(text: str, path: str, line: int, messag
     assert issues[0].path == path
     assert message in issues[0].message
     assert issues[0].line == (line if top else line + BASE.count("\n")), issues
+
+
+# ---------------------------------------------------------------------------- properties
+
+CANON = {"gzip": "gzip", "x-gzip": "gzip", "br": "br", "zstd": "zstd", "identity": "identity"}
+SPELLINGS = [*CANON, "*", "deflate", "compress", "GZIP", "Br", "ZSTD", "Identity"]
+
+
+def reference(elements: list[tuple[str, int | None]], pref: tuple[str, ...]) -> str:
+    """RFC 9110 12.5.3 on already-parsed elements (name, q in thousandths or None)."""
+    named: dict[str, int] = {}
+    star: int | None = None
+    for name, q in elements:
+        w = 1000 if q is None else q
+        low = name.lower()
+        if low == "*":
+            star = w if star is None else max(star, w)
+        elif low in CANON:
+            c = CANON[low]
+            named[c] = max(named.get(c, -1), w)
+
+    def eff(c: str) -> int:
+        if c in named:
+            return named[c]
+        if star is not None:
+            return star
+        return 1000 if c == "identity" else 0
+
+    best, best_q = "identity", 0
+    for c in pref:
+        if eff(c) > best_q:
+            best, best_q = c, eff(c)
+    id_q = named.get("identity", star if star is not None else -1)
+    return "identity" if best != "identity" and id_q > best_q else best
+
+
+def render_q(q: int, style: int) -> str:
+    if q == 1000:
+        return ["1", "1.0", "1.000"][style % 3]
+    if q == 0:
+        return ["0", "0.0", "0.000"][style % 3]
+    return "0." + f"{q:03d}".rstrip("0") if style % 2 else f"0.{q:03d}"
+
+
+@st.composite
+def accept_encodings(draw: st.DrawFn) -> tuple[bytes, list[tuple[str, int | None]]]:
+    elements = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(SPELLINGS),
+                st.none() | st.integers(0, 1000),
+                st.integers(0, 5),
+            ),
+            max_size=6,
+        )
+    )
+    ows = ["", " ", "\t", "  "]
+    parts = []
+    for name, q, style in elements:
+        text = name
+        if q is not None:
+            text += f"{ows[style % 4]};{ows[(style + 1) % 4]}{'qQ'[style % 2]}={render_q(q, style)}"
+        parts.append(text)
+    sep = draw(st.sampled_from([",", ", ", " ,\t", ",,"]))
+    return sep.join(parts).encode(), [(n, q) for n, q, _ in elements]
+
+
+@given(accept_encodings(), st.permutations(["zstd", "br", "gzip"]), st.integers(1, 3))
+@settings(max_examples=400, deadline=None)
+def test_negotiation_matches_the_rfc_reference(
+    case: tuple[bytes, list[tuple[str, int | None]]], order: list[str], n: int
+) -> None:
+    header, elements = case
+    pref = tuple(order[:n])
+    policy = Policy(CompressionConfig(enabled=True, algorithms=pref))
+    assert policy.negotiate(header) == reference(elements, pref), header
+
+
+@given(st.binary(max_size=200))
+@settings(max_examples=500, deadline=None)
+def test_negotiation_of_arbitrary_bytes_is_safe(header: bytes) -> None:
+    got = ALL.negotiate(header)
+    assert got in ("identity", "gzip", "br", "zstd")
+    if got != "identity":
+        assert accept_q(header)[got] > 0
