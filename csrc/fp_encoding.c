@@ -239,8 +239,10 @@ static int has_token(const char *v, size_t n, const char *tok, size_t tn)
     return 0;
 }
 
-int fp_enc_patch_head(fp_wbuf *o, size_t start, int coding, int drop_ce)
+int fp_enc_patch_head(fp_wbuf *o, size_t start, int coding, int flags)
 {
+    int body = !(flags & FP_PATCH_VARY_ONLY);
+    int drop_ce = body && ((flags & FP_PATCH_DECODED) || coding != FP_ENC_IDENTITY);
     fp_wbuf t = {0};
     const char *p = o->data + start, *e = o->data + o->len;
     const char *line_end = memchr(p, '\n', (size_t)(e - p));
@@ -257,7 +259,7 @@ int fp_enc_patch_head(fp_wbuf *o, size_t start, int coding, int drop_ce)
         size_t nn = (size_t)(colon - p);
         const char *v = colon + 1, *ve = line_end - 1;           /* before CR */
         while (v < ve && ows(*v)) v++;
-        if (ieq(p, nn, "content-length", 14) || ieq(p, nn, "accept-ranges", 13) ||
+        if ((body && (ieq(p, nn, "content-length", 14) || ieq(p, nn, "accept-ranges", 13))) ||
             (drop_ce && ieq(p, nn, "content-encoding", 16)))
             continue;
         if (ieq(p, nn, "vary", 4)) {
@@ -265,14 +267,14 @@ int fp_enc_patch_head(fp_wbuf *o, size_t start, int coding, int drop_ce)
             vary_ae |= has_token(v, (size_t)(ve - v), "accept-encoding", 15);
             continue;
         }
-        if (ieq(p, nn, "etag", 4) && v < ve && *v == '"') {
+        if (body && ieq(p, nn, "etag", 4) && v < ve && *v == '"') {
             if (fp_wbuf_lit(&t, "ETag: W/") || fp_wbuf_put(&t, v, (size_t)(ve - v)) ||
                 fp_wbuf_lit(&t, "\r\n")) goto out;
             continue;
         }
         if (fp_wbuf_put(&t, p, (size_t)(line_end + 1 - p))) goto out;
     }
-    if (coding != FP_ENC_IDENTITY) {
+    if (body && coding != FP_ENC_IDENTITY) {
         const char *name = fp_enc_name(coding);
         if (fp_wbuf_lit(&t, "Content-Encoding: ") || fp_wbuf_put(&t, name, strlen(name)) ||
             fp_wbuf_lit(&t, "\r\n")) goto out;

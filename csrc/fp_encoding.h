@@ -86,11 +86,17 @@ int fp_enc_response(const char *buf, const fp_head *h, const fp_framing *fr,
  * subtype; lower case)? */
 int fp_enc_type_listed(const char *ct, size_t n, const char *list, size_t list_len);
 
+enum {
+    FP_PATCH_DECODED = 1,     /* the body was decoded: drop Content-Encoding */
+    FP_PATCH_VARY_ONLY = 2    /* body untouched: only merge Vary           */
+};
+
 /* Rewrite the serialised head o->data[start..o->len) (ours: CRLF lines,
- * ending with the empty line) for a transformed body: drop Content-Length,
- * Accept-Ranges and (drop_ce) Content-Encoding; merge every Vary into one
- * with Accept-Encoding; turn a strong ETag weak; add Content-Encoding:
- * `coding` unless it is FP_ENC_IDENTITY.  0, or -1 on allocation failure. */
-int fp_enc_patch_head(fp_wbuf *o, size_t start, int coding, int drop_ce);
+ * ending with the empty line).  Always: merge every Vary into one with
+ * Accept-Encoding.  Unless FP_PATCH_VARY_ONLY (a transformed body): drop
+ * Content-Length and Accept-Ranges, and Content-Encoding when decoded or
+ * when adding one; turn a strong ETag weak; add Content-Encoding: `coding`
+ * unless it is FP_ENC_IDENTITY.  0, or -1 on allocation failure. */
+int fp_enc_patch_head(fp_wbuf *o, size_t start, int coding, int flags);
 
 #endif

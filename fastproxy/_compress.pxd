@@ -46,4 +46,6 @@ cdef class Transform:
 cdef void request_codings(Policy pol, const char *buf, const fp_head *h, fp_enc_req *out)
 cdef Transform response_transform(Policy pol, const char *buf, const fp_head *h,
                                   const fp_framing *fr, const fp_enc_req *req,
-                                  int method_id, bint upgrade, int client_minor)
+                                  int method_id, bint upgrade, int client_minor,
+                                  bint *vary)
+cdef int add_vary(fp_wbuf *out, size_t start) except -1

@@ -126,14 +126,15 @@ def accept_q(bytes accept_encoding):
     return {name: fp_accept_q(&a, i) / 1000 for name, i in CODINGS.items()}
 
 
-def patch_head(bytes head, str coding, bint drop_ce=False):
+def patch_head(bytes head, str coding, bint decoded=False, bint vary_only=False):
     """Test helper: fp_enc_patch_head on a serialised head."""
     cdef fp_wbuf w
     w.data = NULL
     w.len = w.cap = 0
     try:
         if fp_wbuf_put(&w, <const char *>head, len(head)) or \
-                fp_enc_patch_head(&w, 0, CODINGS[coding], drop_ce):
+                fp_enc_patch_head(&w, 0, CODINGS[coding], (FP_PATCH_DECODED if decoded else 0)
+                                  | (FP_PATCH_VARY_ONLY if vary_only else 0)):
             raise MemoryError()
         return PyBytes_FromStringAndSize(w.data, w.len)
     finally:
@@ -285,7 +286,8 @@ cdef class Transform:
         """Rewrite the head just serialised at out[start:].  When decoding, the
         head is then held back until the first body bytes exist: a bomb or a
         corrupt body found before that is still answered with a clean 502."""
-        if fp_enc_patch_head(out, start, self.coding, self.dec is not None) != 0:
+        if fp_enc_patch_head(out, start, self.coding,
+                             FP_PATCH_DECODED if self.dec is not None else 0) != 0:
             raise MemoryError()
         if self.dec is not None:
             self.held = PyBytes_FromStringAndSize(out.data + start, out.len - start)
@@ -325,27 +327,42 @@ cdef bint is_event_stream(const char *buf, const fp_head *h):
     return False
 
 
+cdef int add_vary(fp_wbuf *out, size_t start) except -1:
+    if fp_enc_patch_head(out, start, FP_ENC_IDENTITY, FP_PATCH_VARY_ONLY) != 0:
+        raise MemoryError()
+    return 0
+
+
 cdef Transform response_transform(Policy pol, const char *buf, const fp_head *h,
                                   const fp_framing *fr, const fp_enc_req *req,
-                                  int method_id, bint upgrade, int client_minor):
-    """The Transform for this response, or None to pass the body through."""
+                                  int method_id, bint upgrade, int client_minor,
+                                  bint *vary):
+    """The Transform for this response, or None to pass the body through.
+    *vary: passed through, but other clients would get another coding, so
+    the head needs Vary: Accept-Encoding all the same (as nginx gzip_vary)."""
     cdef int flags, uc = FP_ENC_IDENTITY, coding
     cdef int st = h.status
+    vary[0] = False
     if fr.kind == FP_BODY_NONE or method_id == FP_M_HEAD or st < 200 or st == 204 \
-            or st == 206 or st == 304 or req.range or upgrade \
-            or (req.choice == FP_ENC_IDENTITY and not pol.decompress):
+            or st == 206 or st == 304 or req.range or upgrade:
         return None
     flags = fp_enc_response(buf, h, fr, &pol.c, &uc)
     if flags & (1 << FP_ENC_SKIP_NO_TRANSFORM) or uc == FP_ENC_UNKNOWN:
         return None
     if uc == FP_ENC_IDENTITY:
+        if pol.c.npref == 0 or flags & (1 << FP_ENC_SKIP_TYPE | 1 << FP_ENC_SKIP_SHORT):
+            return None
         coding = req.choice
-        if coding == FP_ENC_IDENTITY or flags & (1 << FP_ENC_SKIP_TYPE | 1 << FP_ENC_SKIP_SHORT):
+        if coding == FP_ENC_IDENTITY:
+            vary[0] = True
             return None
     else:
         # Encoded upstream: only decoded for a client that cannot take it;
         # then re-encoded with the client's choice when the type is listed.
-        if not pol.decompress or req.accept & (1u << uc):
+        if not pol.decompress:
+            return None
+        if req.accept & (1u << uc):
+            vary[0] = True
             return None
         coding = FP_ENC_IDENTITY if flags & (1 << FP_ENC_SKIP_TYPE) else req.choice
     stream = fr.kind == FP_BODY_CHUNKED or fr.kind == FP_BODY_UNTIL_CLOSE \

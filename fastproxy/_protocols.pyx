@@ -19,7 +19,9 @@ from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memchr
 
-from fastproxy._compress cimport Policy, Transform, request_codings, response_transform
+from fastproxy._compress cimport (
+    Policy, Transform, add_vary, request_codings, response_transform,
+)
 from fastproxy._conn cimport Conn, monotonic
 from fastproxy._runtime cimport Runtime
 from fastproxy._tables cimport HOST_PASS, HOST_UPSTREAM, Route, Server, Upstream
@@ -819,6 +821,7 @@ cdef class UpstreamProtocol(Conn):
     cdef read_head(self, ClientProtocol c):
         cdef int64_t rc
         cdef int frc, kind
+        cdef bint vary
         cdef fp_resp_rw rw
         cdef const char *p
         while True:
@@ -873,9 +876,10 @@ cdef class UpstreamProtocol(Conn):
                 self.out_kind = FP_BODY_CHUNKED if c.minor == 1 else FP_BODY_UNTIL_CLOSE
             else:
                 self.out_kind = kind
+            vary = False
             if c.route.compress is not None:
                 self.tx = response_transform(<Policy>c.route.compress, p, &self.head, &self.fr,
-                                             &c.enc_req, c.method_id, c.upgrade, c.minor)
+                                             &c.enc_req, c.method_id, c.upgrade, c.minor, &vary)
                 if self.tx is not None:     # length unknown once transformed
                     self.out_kind = FP_BODY_CHUNKED if c.minor == 1 else FP_BODY_UNTIL_CLOSE
             self.close_client = not c.keep_alive or c.client_eof or c.state == C_BODY \
@@ -890,6 +894,8 @@ cdef class UpstreamProtocol(Conn):
             if self.tx is not None:
                 self.tx.patch_head(&self.out, hs)
                 c.out_coding = self.tx.coding
+            elif vary:
+                add_vary(&self.out, hs)
             self.start += <size_t>rc
             c.status = self.head.status
             c.response_started = True

@@ -18,6 +18,8 @@ cdef extern from "fp_encoding.h" nogil:
         FP_ENC_SKIP_ENCODED
         FP_ENC_SKIP_TYPE
         FP_ENC_SKIP_SHORT
+        FP_PATCH_DECODED
+        FP_PATCH_VARY_ONLY
 
     ctypedef struct fp_accept:
         int16_t q[4]
@@ -47,4 +49,4 @@ cdef extern from "fp_encoding.h" nogil:
     int fp_enc_response(const char *buf, const fp_head *h, const fp_framing *fr,
                         const fp_enc_policy *pol, int *upstream_coding)
     int fp_enc_type_listed(const char *ct, size_t n, const char *lst, size_t list_len)
-    int fp_enc_patch_head(fp_wbuf *o, size_t start, int coding, int drop_ce)
+    int fp_enc_patch_head(fp_wbuf *o, size_t start, int coding, int flags)

@@ -85,6 +85,7 @@ def test_negotiation_follows_q_values_and_server_preference(make_proxy, http_con
     for ae, want in table:
         r = get(c, target, ae)
         assert r.header("content-encoding") == want, (ae, r)
+        assert r.header("vary") == "Accept-Encoding"
         assert decode(want, r.body) == r.body if want is None else True
         assert len(decode(want, r.body)) == 4000
 
@@ -168,9 +169,15 @@ def test_vary_merged_and_etag_made_weak(make_proxy, http_conn):
     assert r.header("etag") == 'W/"v2"' and r.header_all("vary") == ["accept-encoding"]
     r = get(c, f"{base}&hdr=Vary:*", "gzip")
     assert r.header_all("vary") == ["*"]
-    # untouched when not compressed
-    r = get(c, f'{base}&hdr=ETag:"v1"', None)
-    assert r.header("etag") == '"v1"' and r.header("vary") is None
+    # not compressed for this client, but it would be for others: Vary all the same
+    # (a cache must not serve this identity copy as the answer to every client), while
+    # ETag, Content-Length and Accept-Ranges stay: the bytes are the upstream's
+    r = get(c, f'{base}&hdr=ETag:"v1"&hdr=Vary:Cookie&hdr=Accept-Ranges:bytes', None)
+    assert r.header("content-encoding") is None and r.header("content-length") == "4000"
+    assert r.header("etag") == '"v1"' and r.header("accept-ranges") == "bytes"
+    assert r.header_all("vary") == ["Cookie, Accept-Encoding"]
+    r = get(c, "/bytes?n=4000&hdr=Content-Type:image/png", "gzip")
+    assert r.header("vary") is None  # never compressed for anyone: no Vary
 
 
 def _read_events(sock: socket.socket, algo: str, n: int, timeout: float) -> list[float]:

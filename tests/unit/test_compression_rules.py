@@ -132,7 +132,27 @@ def test_patch_head_keeps_vary_that_already_covers_it() -> None:
 
 def test_patch_head_for_a_decoded_body() -> None:
     h = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 10\r\n\r\n"
-    assert patch_head(h, "identity", True) == (b"HTTP/1.1 200 OK\r\nVary: Accept-Encoding\r\n\r\n")
+    assert patch_head(h, "identity", decoded=True) == (b"HTTP/1.1 200 OK\r\nVary: Accept-Encoding\r\n\r\n")
+
+
+def test_patch_head_vary_only() -> None:
+    assert patch_head(HEAD, "identity", vary_only=True) == (
+        b"HTTP/1.1 200 OK\r\n"
+        b"Content-Type: application/json\r\n"
+        b"Content-Length: 5000\r\n"
+        b'ETag: "abc"\r\n'
+        b"Accept-Ranges: bytes\r\n"
+        b"X-Other: 1\r\n"
+        b"Vary: Cookie, Origin, Accept-Encoding\r\n"
+        b"\r\n"
+    )
+
+
+def test_patch_head_replaces_content_encoding_identity() -> None:
+    h = b"HTTP/1.1 200 OK\r\nContent-Encoding: identity\r\nContent-Length: 9\r\n\r\n"
+    assert patch_head(h, "gzip") == (
+        b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nVary: Accept-Encoding\r\n\r\n"
+    )
 
 
 # ---------------------------------------------------------------------------- config
