@@ -132,7 +132,8 @@ def test_patch_head_keeps_vary_that_already_covers_it() -> None:
 
 def test_patch_head_for_a_decoded_body() -> None:
     h = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 10\r\n\r\n"
-    assert patch_head(h, "identity", decoded=True) == (b"HTTP/1.1 200 OK\r\nVary: Accept-Encoding\r\n\r\n")
+    want = b"HTTP/1.1 200 OK\r\nVary: Accept-Encoding\r\n\r\n"
+    assert patch_head(h, "identity", decoded=True) == want
 
 
 def test_patch_head_vary_only() -> None:
