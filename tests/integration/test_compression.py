@@ -354,3 +354,21 @@ def test_metrics_count_compressed_responses(make_proxy, http_conn):
     out = m['fastproxy_compression_bytes_out_total{algorithm="br"}']
     assert 0 < out < 3 * 40000 / 4
     assert m['fastproxy_compressed_responses_total{algorithm="gzip"}'] == 0
+
+
+def test_interim_100_continue_then_a_compressed_answer(make_proxy, http_conn, origin, payload):
+    """The 1xx is relayed as is; only the final head is rewritten (same read, same buffer)."""
+    origin.auto_continue = True
+    p = make_proxy(ON)
+    c = http_conn(p.port)
+    c.request(
+        "POST",
+        f"/bytes?n=5000&{JSON}",
+        headers=[("Expect", "100-continue"), ("Accept-Encoding", "gzip")],
+        body=b"abc",
+    )
+    r = c.read_response()
+    assert [i.status for i in r.interim] == [100]
+    assert r.interim[0].header("content-encoding") is None
+    assert r.header("content-encoding") == "gzip"
+    assert decode("gzip", r.body) == payload(5000)
