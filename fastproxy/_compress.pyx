@@ -227,9 +227,14 @@ cdef class Transform:
         try:
             u = self.upstream_coding
             if u == FP_ENC_GZIP:
-                while data and not self.dec.eof:
-                    self.decoded(self.dec.decompress(data, OUT_SLICE))
+                # output is capped per call: go on while input is left over
+                # or a full slice suggests more output is pending
+                while not self.dec.eof:
+                    piece = self.dec.decompress(data, OUT_SLICE)
+                    self.decoded(piece)
                     data = self.dec.unconsumed_tail
+                    if not data and PyBytes_GET_SIZE(piece) < OUT_SLICE:
+                        break
             elif u == FP_ENC_BR:
                 # output is capped per call; drain with empty input until
                 # the decoder has nothing more for what it was given

@@ -372,3 +372,15 @@ def test_interim_100_continue_then_a_compressed_answer(make_proxy, http_conn, or
     assert r.interim[0].header("content-encoding") is None
     assert r.header("content-encoding") == "gzip"
     assert decode("gzip", r.body) == payload(5000)
+
+
+@pytest.mark.parametrize("algo", ["gzip", "br", "zstd"])
+def test_decoding_a_large_body_in_bounded_slices(make_proxy, http_conn, payload, algo):
+    """8 MiB from 270 B - 32 KiB of input: hundreds of 64 KiB output slices per upstream
+    read, all delivered (the caps raised so that this legitimate body passes)."""
+    cfg = {"compression": {"decompress_upstream": True, "max_ratio": 1_000_000}}
+    p = make_proxy(cfg)
+    n = 8 << 20
+    r = get(http_conn(p.port, timeout=20), f"/encoded?enc={algo}&n={n}", None)
+    assert r.status == 200 and r.header("content-encoding") is None
+    assert len(r.body) == n and r.body == payload(n)
