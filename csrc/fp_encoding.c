@@ -138,13 +138,16 @@ void fp_enc_request(const char *buf, const fp_head *h, const fp_enc_policy *pol,
 {
     fp_accept a;
     fp_accept_init(&a);
-    out->range = 0;
+    out->keep = 0;
     for (uint32_t i = 0; i < h->num_headers; i++) {
         const fp_header *f = &h->headers[i];
         if (f->id == FP_H_ACCEPT_ENCODING)
             fp_accept_feed(&a, buf + f->value.off, f->value.len);
         else if (f->id == FP_H_RANGE)
-            out->range = 1;
+            out->keep = 1;
+        else if (f->id == FP_H_CACHE_CONTROL &&
+                 fp_list_has_token(buf, f->value, "no-transform", 12))
+            out->keep = 1;          /* RFC 9111 5.2.1.6: the client asks for none */
     }
     out->accept = 0;
     for (int id = 0; id < FP_ENC_COUNT; id++)

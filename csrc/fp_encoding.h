@@ -59,7 +59,8 @@ typedef struct {
 typedef struct {
     int choice;        /* coding to compress with, FP_ENC_IDENTITY = none */
     uint32_t accept;   /* bit per coding the client takes (q > 0)          */
-    int range;         /* the request has Range: never transform           */
+    int keep;          /* never transform: Range, or Cache-Control:
+                          no-transform in the request                     */
 } fp_enc_req;
 
 void fp_enc_request(const char *buf, const fp_head *h, const fp_enc_policy *pol,

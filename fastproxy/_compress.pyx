@@ -349,7 +349,7 @@ cdef Transform response_transform(Policy pol, const char *buf, const fp_head *h,
     cdef int st = h.status
     vary[0] = False
     if fr.kind == FP_BODY_NONE or method_id == FP_M_HEAD or st < 200 or st == 204 \
-            or st == 206 or st == 304 or req.range or upgrade:
+            or st == 206 or st == 304 or req.keep or upgrade:
         return None
     flags = fp_enc_response(buf, h, fr, &pol.c, &uc)
     if flags & (1 << FP_ENC_SKIP_NO_TRANSFORM) or uc == FP_ENC_UNKNOWN:

@@ -263,7 +263,7 @@ cdef class ClientProtocol(Conn):
         self.counted = False
         self.enc_req.choice = self.out_coding = 0
         self.enc_req.accept = 1
-        self.enc_req.range = 0
+        self.enc_req.keep = 0
 
     cdef start_request(self, size_t head_len):
         cdef const char *p = self.buf + self.start

@@ -36,7 +36,7 @@ cdef extern from "fp_encoding.h" nogil:
     ctypedef struct fp_enc_req:
         int choice
         uint32_t accept
-        int range
+        int keep
 
     int fp_enc_id(const char *name, size_t n)
     const char *fp_enc_name(int id)

@@ -122,6 +122,7 @@ def test_exclusions(make_proxy, http_conn, ws_codec):
     plain(get(c, "/status/204?hdr=Content-Type:text/plain", "gzip"))
     plain(get(c, "/status/304?hdr=Content-Type:text/plain", "gzip"))
     plain(get(c, f"/bytes?{big}", "gzip", headers=[("Range", "bytes=0-10")]))
+    plain(get(c, f"/bytes?{big}", "gzip", headers=[("Cache-Control", "no-transform")]))
     r = get(c, f"/status/206?{JSON}", "gzip")
     assert r.status == 206
     plain(r)
