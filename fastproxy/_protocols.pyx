@@ -822,6 +822,7 @@ cdef class UpstreamProtocol(Conn):
         cdef int64_t rc
         cdef int frc, kind
         cdef bint vary
+        cdef size_t hs                  # where the final head starts in out
         cdef fp_resp_rw rw
         cdef const char *p
         while True:
