@@ -86,6 +86,7 @@ extensions = [
     ext("fastproxy._cache_policy", "fastproxy/_cache_policy.pyx", CACHE_POLICY_C),
     ext("fastproxy._protocols", "fastproxy/_protocols.pyx", DATA_PLANE_C),
     ext("fastproxy._rewrite", "fastproxy/_rewrite.pyx", DATA_PLANE_C),
+    ext("fastproxy._compress", "fastproxy/_compress.pyx", [*PARSER_C, "csrc/fp_encoding.c"]),
 ]
 
 setup(

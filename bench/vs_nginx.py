@@ -115,6 +115,8 @@ class Scenario:
     nginx_conf: str = ""  # extra directives in the nginx proxy's location / {} block
     fastproxy_conf: Mapping[str, Any] = field(default_factory=dict)  # deep-merged into TOML
     tls: bool = False  # clients speak TLS to both proxies (same cert and ciphers)
+    fastproxy_only: bool = False  # nothing comparable in nginx (br, zstd): no nginx rounds
+    identity_len: int | None = None  # body size before compression, for the ratio
 
 
 SCENARIOS: dict[str, Scenario] = {}
@@ -128,6 +130,69 @@ def register(s: Scenario) -> Scenario:
 
 
 ORIGIN_FILES = {"100b": 100, "16k": 16 << 10, "1m": 1 << 20}
+JSON_FILES = {"16k.json": 16 << 10, "256k.json": 256 << 10}  # served from /json/
+
+
+def json_body(size: int) -> bytes:
+    """A JSON array of API-like records, exactly `size` bytes: compresses like real
+    responses do (repeated keys, varying values), unlike a run of one byte."""
+    out, i = [], 0
+    total = 2
+    while True:
+        rec = json.dumps(
+            {
+                "id": i,
+                "name": f"user-{i * 7919 % 10007}",
+                "email": f"u{i * 31 % 977}@example.com",
+                "active": i % 3 != 0,
+                "score": round((i * 2654435761 % 1000) / 7, 3),
+                "tags": ["alpha", "beta", "gamma", "delta"][: 1 + i % 4],
+            }
+        )
+        if total + len(rec) + 1 > size:
+            break
+        out.append(rec)
+        total += len(rec) + 1
+        i += 1
+    body = ("[" + ",".join(out) + "]").encode()
+    return body[:-1] + b" " * (size - len(body)) + b"]"  # whitespace pads it exactly
+
+
+def _compression_scenario(algo: str, name: str, size: int) -> Scenario:
+    """GET a JSON file with Accept-Encoding: algo.  gzip is compared with nginx `gzip on`
+    at the same level, types and minimum length; br and zstd run on fastproxy only."""
+    level = {"gzip": 6, "br": 4, "zstd": 3}[algo]
+    nginx = (
+        "            gzip on;                   # [compression] enabled = true\n"
+        f"            gzip_comp_level {level};       # levels = {{ gzip = {level} }}\n"
+        '            gzip_types application/json;   # types = ["application/json"]\n'
+        "            gzip_min_length 1024;      # min_length = 1024\n"
+        "            gzip_proxied any;          # compress proxied responses too\n"
+        "            gzip_vary on;              # Vary: Accept-Encoding, as fastproxy\n"
+        if algo == "gzip"
+        else ""
+    )
+    return Scenario(
+        f"{algo}_{name}",
+        f"/json/{name}.json",
+        f"keep-alive GET, {name.upper().replace('K', ' KiB')} JSON, Accept-Encoding: {algo}"
+        + ("" if algo == "gzip" else " (fastproxy only: nginx has no " + algo + " here)"),
+        None,
+        wrk_headers=(f"Accept-Encoding: {algo}",),
+        nginx_conf=nginx,
+        fastproxy_conf={
+            "compression": {
+                "enabled": True,
+                "algorithms": [algo],
+                "levels": {algo: level},
+                "min_length": 1024,
+                "types": ["application/json"],
+            }
+        },
+        fastproxy_only=algo != "gzip",
+        identity_len=size,
+    )
+
 
 register(Scenario("ka_100b", "/100b", "keep-alive GET, 100 B body", 100))
 register(Scenario("ka_16k", "/16k", "keep-alive GET, 16 KiB body", 16 << 10))
@@ -152,6 +217,9 @@ register(
         lua="post_4k.lua",
     )
 )
+for _algo in ("gzip", "br", "zstd"):
+    for _name, _size in (("16k", 16 << 10), ("256k", 256 << 10)):
+        register(_compression_scenario(_algo, _name, _size))
 
 register(Scenario("tls_ka_100b", "/100b", "TLS, keep-alive GET, 100 B body", 100, tls=True))
 register(
@@ -199,6 +267,7 @@ def origin_conf(
         "    server {\n"
         f"        listen 127.0.0.1:{port} backlog=4096;\n"
         f"        root {www};\n"
+        "        location /json/ { types { } default_type application/json; }\n"
         "        location = /post {\n"
         "            client_body_buffer_size 8k;\n"
         "            client_max_body_size 1m;\n"
@@ -401,8 +470,9 @@ def start_and_wait(name: str, cmd: list[str], port: int, log: Path) -> Proxy:
     return Proxy(name, proc, port, log)
 
 
-def preflight(name: str, port: int, s: Scenario, tls: bool | None = None) -> None:
-    """One request like the scenario's: status and body length must be as expected."""
+def preflight(name: str, port: int, s: Scenario, tls: bool | None = None) -> int:
+    """One request like the scenario's: status and body length must be as expected.
+    Returns the body length (as sent: compressed, for the compression scenarios)."""
     if s.tls if tls is None else tls:
         ctx = ssl.create_default_context(cafile=str(PREFLIGHT_CA[0])) if PREFLIGHT_CA else None
         conn: http.client.HTTPConnection = http.client.HTTPSConnection(
@@ -425,6 +495,9 @@ def preflight(name: str, port: int, s: Scenario, tls: bool | None = None) -> Non
             f"{name}: {s.method} {s.path} answered {resp.status} with {len(data)} bytes, "
             f"expected {s.expect_status} with {s.expect_len}"
         )
+    if s.identity_len and resp.getheader("Content-Encoding") is None and name != "origin":
+        raise ScenarioError(f"{name}: {s.path} was not compressed")
+    return len(data)
 
 
 def origin_check(port: int, s: Scenario) -> str:
@@ -742,8 +815,9 @@ def results_markdown(res: dict[str, Any]) -> str:
             s = sc["summary"].get(name)
             label = fp_label if name == "fastproxy" else name
             if s is None:
+                what = "not run" if name == "nginx" and sc.get("fastproxy_only") else "failed"
                 lines.append(
-                    f"| {sc['name']} | {sc['workers']} | {label} | failed | | | | | | | | |"
+                    f"| {sc['name']} | {sc['workers']} | {label} | {what} | | | | | | | | |"
                 )
                 continue
             lines.append(
@@ -820,6 +894,13 @@ def results_markdown(res: dict[str, Any]) -> str:
                 )
             if s and s["errors"]:
                 notes.append(f"- {sc['name']} w={sc['workers']} {name}: {s['errors']} errors.")
+    for sc in res["scenarios"]:
+        if sc.get("compression_ratio"):
+            notes.append(
+                f"- {sc['name']} w={sc['workers']}: compressed size / original: "
+                + ", ".join(f"{k} {v:.3f}" for k, v in sc["compression_ratio"].items())
+                + "."
+            )
     if notes:
         lines += ["", "Notes:", "", *notes]
     lines += ["", "Scenarios:", ""]
@@ -917,6 +998,12 @@ def print_summary(res: dict[str, Any]) -> None:
     )
     for sc in res["scenarios"]:
         f, n = sc["summary"].get("fastproxy"), sc["summary"].get("nginx")
+        if f and sc.get("fastproxy_only"):
+            print(
+                f"{sc['name']:<12}{sc['workers']:>2}  {f['rps_median']:>13.0f}"
+                f"  {'(fastproxy only)':>34}  {_ms(f['p99_us']):>6}"
+            )
+            continue
         if not f or not n:
             print(
                 f"{sc['name']:<12}{sc['workers']:>2}  FAILED: "
@@ -1084,6 +1171,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.chmod(www, 0o755)
         for fname, size in ORIGIN_FILES.items():
             (www / fname).write_bytes(b"x" * size)
+        (www / "json").mkdir()
+        os.chmod(www / "json", 0o755)
+        for fname, size in JSON_FILES.items():
+            (www / "json" / fname).write_bytes(json_body(size))
         scripts = tmp / "lua"
         scripts.mkdir()
         for s in args.scenario_list:
@@ -1174,6 +1265,7 @@ def run_scenario(
         "wrk_cmd": "",
         "rounds": {"fastproxy": [], "nginx": []},
         "summary": {},
+        "fastproxy_only": s.fastproxy_only,
         "error": None,
     }
     sink.append(entry)  # before anything runs: an interrupted scenario keeps its rounds
@@ -1205,13 +1297,17 @@ def run_scenario(
                 "fastproxy", pinned(fp_cmd, proxy_cpu), fp_port, prefix / "fastproxy.log"
             )
         )
-        conf = prefix / "nginx.conf"
-        conf.write_text(nginx_proxy_conf(prefix, "nginx", ng_port, origin_port, workers, s))
-        proxies.append(
-            start_and_wait(
-                "nginx", pinned(nginx_cmd(conf, prefix), proxy_cpu), ng_port, prefix / "nginx.log"
+        if not s.fastproxy_only:
+            conf = prefix / "nginx.conf"
+            conf.write_text(nginx_proxy_conf(prefix, "nginx", ng_port, origin_port, workers, s))
+            proxies.append(
+                start_and_wait(
+                    "nginx",
+                    pinned(nginx_cmd(conf, prefix), proxy_cpu),
+                    ng_port,
+                    prefix / "nginx.log",
+                )
             )
-        )
         entry["wrk_cmd"] = shlex.join(
             pinned(
                 wrk_command(
@@ -1228,7 +1324,9 @@ def run_scenario(
         entry["commands"] = {"fastproxy": shlex.join(pinned(fp_cmd, proxy_cpu))}
         for p in proxies:
             try:
-                preflight(p.name, p.port, s)
+                n = preflight(p.name, p.port, s)
+                if s.identity_len:  # compression scenarios: bytes sent / identity bytes
+                    entry.setdefault("compression_ratio", {})[p.name] = n / s.identity_len
             except ScenarioError as exc:
                 raise ScenarioError(
                     f"{exc}\n(origin directly: {origin_check(origin_port, s)})\n"
@@ -1238,9 +1336,9 @@ def run_scenario(
             if args.warmup:
                 progress.set(f"{head} warm-up {p.name}")
                 run_wrk(p, s, load, args.warmup, progress.tick)
-        total_rounds = 2 * args.rounds
+        total_rounds = len(proxies) * args.rounds
         for r in range(total_rounds):
-            p = proxies[r % 2]
+            p = proxies[r % len(proxies)]
             progress.set(f"{head} round {r + 1}/{total_rounds} {p.name}")
             entry["rounds"][p.name].append(
                 run_wrk(p, s, load, args.duration, progress.tick, origin)

@@ -16,6 +16,7 @@ void fp_stats_fold(fp_worker_stats *dst, const fp_worker_stats *src)
     dst->errors += src->errors;
     dst->retries += src->retries;
     add(dst->cache, src->cache, 4);          /* hits misses stores evictions */
+    add(dst->compression, src->compression, 16);
     for (int r = 0; r < FP_STATS_ROUTES; r++)
         add(dst->routes[r].requests, src->routes[r].requests, 6);
     for (int i = 0; i < FP_STATS_SERVERS; i++) {

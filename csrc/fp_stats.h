@@ -23,7 +23,7 @@
 #include "fp_peer.h"
 
 #define FP_STATS_MAGIC UINT64_C(0x66707374617473)  /* "fpstats" */
-#define FP_STATS_VERSION 3
+#define FP_STATS_VERSION 4
 #define FP_STATS_SLOTS 65          /* slot 0 retired + up to 64 live workers */
 #define FP_STATS_ROUTES 128
 #define FP_STATS_SERVERS 256
@@ -64,6 +64,11 @@ typedef struct {
     uint64_t retries;              /* requests sent to another server after a failure */
     uint64_t cache[6];             /* reserved for the cache: hits misses stores
                                       evictions bytes entries                  */
+    uint64_t compression[16];      /* response compression (fastproxy/_compress):
+                                      [3*c+0] responses, [3*c+1] identity bytes in,
+                                      [3*c+2] encoded bytes out, for c = 1 gzip,
+                                      2 br, 3 zstd; [12] responses decompressed,
+                                      [13] decompressions stopped (caps, corrupt) */
     fp_route_stats routes[FP_STATS_ROUTES];
     fp_server_stats servers[FP_STATS_SERVERS];
 } fp_worker_stats;

@@ -19,9 +19,13 @@ from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memchr
 
+from fastproxy._compress cimport (
+    Policy, Transform, add_vary, request_codings, response_transform,
+)
 from fastproxy._conn cimport Conn, monotonic
 from fastproxy._runtime cimport Runtime
 from fastproxy._tables cimport HOST_PASS, HOST_UPSTREAM, HeaderRules, Route, Server, Upstream
+from fastproxy.fp_encoding cimport fp_enc_req
 from fastproxy.fp_http1 cimport *
 from fastproxy.fp_known_headers cimport FP_H_REFERER, FP_H_USER_AGENT
 from fastproxy.fp_peer cimport (
@@ -135,6 +139,8 @@ cdef class ClientProtocol(Conn):
     cdef bytes proto
     cdef HeaderRules lreq, lresp
     cdef bint redirect_https
+    cdef fp_enc_req enc_req     # compression: what this request accepts (_compress)
+    cdef int out_coding         # FP_ENC_* of the body being sent (cache seam)
 
     def __cinit__(self, *args, **kwargs):
         self.head.headers = self.slots
@@ -285,6 +291,9 @@ cdef class ClientProtocol(Conn):
         self.upgrade = False
         self.pending = None
         self.counted = False
+        self.enc_req.choice = self.out_coding = 0
+        self.enc_req.accept = 1
+        self.enc_req.keep = 0
 
     cdef start_request(self, size_t head_len):
         cdef const char *p = self.buf + self.start
@@ -404,6 +413,8 @@ cdef class ClientProtocol(Conn):
         self.tried = 0
         self.take_server()
         self.upgrade = (self.fr.flags & FP_F_UPGRADE) != 0 and route.websocket
+        if route.compress is not None:      # decided now: the head is gone later
+            request_codings(<Policy>route.compress, p, &self.head, &self.enc_req)
         rw.flags = self.rt.fwd_flags
         if self.trusted:
             rw.flags |= FP_RW_TRUSTED
@@ -780,6 +791,7 @@ cdef class UpstreamProtocol(Conn):
     cdef int requests
     cdef double idle_since
     cdef fp_wbuf out
+    cdef Transform tx           # compression of the body in progress, or None
 
     def __cinit__(self, *args, **kwargs):
         self.head.headers = self.slots
@@ -832,12 +844,12 @@ cdef class UpstreamProtocol(Conn):
         elif self.state == U_BODY:
             if self.fr.kind == FP_BODY_UNTIL_CLOSE:
                 self.out.len = 0        # EOF is this body's legitimate end
-                if self.out_kind == FP_BODY_CHUNKED:
-                    fp_wbuf_put(&self.out, b"0\r\n\r\n", 5)
-                    c.write(PyBytes_FromStringAndSize(self.out.data, self.out.len))
-                c.end_server(FP_PEER_FAIL if c.status >= 500 and self.upstream.fail_on_5xx
-                             else FP_PEER_OK, f"status {c.status}")
-                c.response_done()
+                if self.body_end(c):
+                    if self.out.len:
+                        c.write(PyBytes_FromStringAndSize(self.out.data, self.out.len))
+                    c.end_server(FP_PEER_FAIL if c.status >= 500 and self.upstream.fail_on_5xx
+                                 else FP_PEER_OK, f"status {c.status}")
+                    c.response_done()
             else:
                 c.upstream_failed(502, "upstream closed mid-response")
         elif self.state == U_TUNNEL:
@@ -873,6 +885,7 @@ cdef class UpstreamProtocol(Conn):
         self.state = U_HEAD
         self.hint = 0
         self.requests += 1
+        self.tx = None
         self.server.requests += 1
         self.rt.st.upstream_requests += 1
         self.rt.st.servers[self.server.stats_index].requests += 1
@@ -917,6 +930,8 @@ cdef class UpstreamProtocol(Conn):
                 self.read_head(c)
             if self.state == U_BODY:
                 self.read_body(c)
+                if self.tx is not None and self.tx.stream and self.state == U_BODY:
+                    self.tx.flush(&self.out)    # a stream: this read's events go out now
             elif self.state == U_TUNNEL and self.end > self.start:
                 fp_wbuf_put(&self.out, self.buf + self.start, self.end - self.start)
                 self.start = self.end
@@ -931,6 +946,8 @@ cdef class UpstreamProtocol(Conn):
     cdef read_head(self, ClientProtocol c):
         cdef int64_t rc
         cdef int frc, kind
+        cdef bint vary
+        cdef size_t hs                  # where the final head starts in out
         cdef fp_resp_rw rw
         cdef const char *p
         while True:
@@ -987,14 +1004,26 @@ cdef class UpstreamProtocol(Conn):
                 self.out_kind = FP_BODY_CHUNKED if c.minor == 1 else FP_BODY_UNTIL_CLOSE
             else:
                 self.out_kind = kind
+            vary = False
+            if c.route.compress is not None:
+                self.tx = response_transform(<Policy>c.route.compress, p, &self.head, &self.fr,
+                                             &c.enc_req, c.method_id, c.upgrade, c.minor, &vary)
+                if self.tx is not None:     # length unknown once transformed
+                    self.out_kind = FP_BODY_CHUNKED if c.minor == 1 else FP_BODY_UNTIL_CLOSE
             self.close_client = not c.keep_alive or c.client_eof or c.state == C_BODY \
                 or self.out_kind == FP_BODY_UNTIL_CLOSE
             if self.close_client:
                 rw.flags |= FP_RW_CLOSE
                 c.keep_alive = False
             rw.body_kind = self.out_kind
+            hs = self.out.len
             if fp_rewrite_response(&self.out, p, &self.head, &rw) != 0:
                 raise MemoryError()
+            if self.tx is not None:
+                self.tx.patch_head(&self.out, hs)
+                c.out_coding = self.tx.coding
+            elif vary:
+                add_vary(&self.out, hs)
             self.start += <size_t>rc
             c.status = self.head.status
             c.response_started = True
@@ -1015,21 +1044,17 @@ cdef class UpstreamProtocol(Conn):
             n = self.end - self.start
             if n > self.left:
                 n = <size_t>self.left
-            if n and fp_wbuf_put(&self.out, self.buf + self.start, n):
-                raise MemoryError()
+            if not self.body_data(c, self.buf + self.start, n):
+                return
             self.start += n
             self.left -= n
-            if self.left == 0:
+            if self.left == 0 and self.body_end(c):
                 self.finish(c)
             return
         if kind == FP_BODY_UNTIL_CLOSE:
             n = self.end - self.start
-            if n:
-                if self.out_kind == FP_BODY_CHUNKED:
-                    put_chunk(&self.out, self.buf + self.start, n)
-                elif fp_wbuf_put(&self.out, self.buf + self.start, n):
-                    raise MemoryError()
-            self.start = self.end
+            if self.body_data(c, self.buf + self.start, n):
+                self.start = self.end
             return
         while True:                     # chunked
             rc = fp_chunked_feed(&self.chunk, self.buf + self.start, self.end - self.start,
@@ -1042,18 +1067,55 @@ cdef class UpstreamProtocol(Conn):
                                   + fp_error_name(rc).decode())
                 return
             if rc == FP_CHUNK_DATA:
-                if self.out_kind == FP_BODY_CHUNKED:
-                    put_chunk(&self.out, self.buf + self.start + off, dlen)
-                elif fp_wbuf_put(&self.out, self.buf + self.start + off, dlen):
-                    raise MemoryError()
+                if not self.body_data(c, self.buf + self.start + off, dlen):
+                    return
                 self.start += used
                 continue
             self.start += used
-            if rc == FP_CHUNK_DONE:
-                if self.out_kind == FP_BODY_CHUNKED:
-                    fp_wbuf_put(&self.out, b"0\r\n\r\n", 5)
+            if rc == FP_CHUNK_DONE and self.body_end(c):
                 self.finish(c)
             return
+
+    cdef bint body_data(self, ClientProtocol c, const char *p, size_t n) except -1:
+        """Body bytes toward the client: through the transform, as a chunk,
+        or as they are.  False when the transform failed (answered)."""
+        if n == 0:
+            return True
+        if self.tx is not None:
+            if self.tx.feed(&self.out, p, n) < 0:
+                self.transform_failed(c)
+                return False
+        elif self.out_kind == FP_BODY_CHUNKED:
+            put_chunk(&self.out, p, n)
+        elif fp_wbuf_put(&self.out, p, n):
+            raise MemoryError()
+        return True
+
+    cdef bint body_end(self, ClientProtocol c) except -1:
+        """The upstream body is complete: close the transform, then the
+        chunked framing.  False when the transform failed (answered)."""
+        if self.tx is not None:
+            if self.tx.finish(&self.out) < 0:
+                self.transform_failed(c)
+                return False
+            self.tx.account(self.rt.st)
+            self.tx = None
+        if self.out_kind == FP_BODY_CHUNKED and fp_wbuf_put(&self.out, b"0\r\n\r\n", 5):
+            raise MemoryError()
+        return True
+
+    cdef transform_failed(self, ClientProtocol c):
+        """A body we decode was a bomb or corrupt: 502 while nothing was sent
+        to the client, else the connection is cut (fail() does either)."""
+        why = self.tx.error
+        self.tx.account(self.rt.st)
+        self.tx = None
+        self.client = None
+        self.abort()
+        if c.bytes_out == 0:
+            self.out.len = 0
+            c.response_started = False
+        c.upstream_failed(502, why)
 
     cdef flush(self, ClientProtocol c):
         if self.out.len:

@@ -97,7 +97,9 @@ cdef class Runtime:
                 "bytes_in": self.st.bytes_in, "bytes_out": self.st.bytes_out,
                 "connections_total": self.st.connections_total,
                 "connections_active": self.st.connections_active,
-                "upstream_requests": self.st.upstream_requests, "errors": self.st.errors}
+                "upstream_requests": self.st.upstream_requests, "errors": self.st.errors,
+                # fp_worker_stats.compression, indexes in csrc/fp_stats.h
+                "compression": [self.st.compression[i] for i in range(16)]}
 
     cdef bint is_trusted(self, object ip):
         if not self.trusted or ip is None:

@@ -191,7 +191,7 @@ cdef class StatsRegion:
         cdef fp_peer *p
         tot = {"requests": [0] * 6, "bytes_in": 0, "bytes_out": 0, "connections_total": 0,
                "connections_active": 0, "upstream_active": 0, "upstream_requests": 0,
-               "errors": 0, "retries": 0, "cache": [0] * 6}
+               "errors": 0, "retries": 0, "cache": [0] * 6, "compression": [0] * 16}
         routes = {}
         servers = {}
         workers = []
@@ -202,6 +202,8 @@ cdef class StatsRegion:
             for k in range(6):
                 tot["requests"][k] += w.requests[k]
                 tot["cache"][k] += w.cache[k]
+            for k in range(16):
+                tot["compression"][k] += w.compression[k]
             tot["bytes_in"] += w.bytes_in
             tot["bytes_out"] += w.bytes_out
             tot["connections_total"] += w.connections_total

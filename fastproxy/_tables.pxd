@@ -94,6 +94,7 @@ cdef class Route:
     cdef bint websocket
     cdef HeaderRules req_rules
     cdef HeaderRules resp_rules
+    cdef readonly object compress   # fastproxy._compress.Policy, None = off
 
 
 cdef class Router:

@@ -3,6 +3,8 @@
 
 import os
 
+from fastproxy._compress import Policy
+
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.list cimport PyList_GET_ITEM
 from libc.stdlib cimport calloc, free, malloc
@@ -439,6 +441,8 @@ cdef class Route:
         self.websocket = cfg.websocket
         self.req_rules = HeaderRules(cfg.request_headers)
         self.resp_rules = HeaderRules(cfg.response_headers)
+        comp = getattr(cfg, "compression", None)
+        self.compress = Policy(comp) if comp is not None and comp.active else None
 
 
 PATH_ERRORS = {FP_PATH_BAD_ESCAPE: "bad percent-escape", FP_PATH_NUL: "encoded NUL",

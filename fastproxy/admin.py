@@ -323,6 +323,7 @@ def render_metrics(
         for name, kind, help_text, key in CACHE_METRICS:
             w.family(name, kind, help_text)
             w.sample(name, (), cache.get(key, 0))
+    _render_compression(w, tot.get("compression") or [0] * 16)
     w.family("fastproxy_workers", "gauge", "Worker processes running (all generations).")
     w.sample("fastproxy_workers", (), len(snapshot.get("workers", ())))
     w.family(
@@ -336,6 +337,27 @@ def render_metrics(
     w.family("fastproxy_build_info", "gauge", "Always 1; the version is in the label.")
     w.sample("fastproxy_build_info", (("version", version),), 1)
     return w.text()
+
+
+def _render_compression(w: MetricsWriter, c: list[int]) -> None:
+    """Response compression counters (fp_worker_stats.compression, see fp_stats.h)."""
+    fams = (
+        ("fastproxy_compressed_responses_total", "Responses compressed, by algorithm.", 0),
+        ("fastproxy_compression_bytes_in_total", "Bytes given to the compressor.", 1),
+        ("fastproxy_compression_bytes_out_total", "Compressed bytes sent to clients.", 2),
+    )
+    for name, help_text, k in fams:
+        w.family(name, "counter", help_text)
+        for i, algo in enumerate(("gzip", "br", "zstd"), start=1):
+            w.sample(name, (("algorithm", algo),), c[3 * i + k])
+    w.family(
+        "fastproxy_decompressed_responses_total",
+        "counter",
+        "Upstream responses decompressed for clients that do not accept their coding "
+        "(decompress_upstream), by result (ok, or failed: caps exceeded or corrupt).",
+    )
+    w.sample("fastproxy_decompressed_responses_total", (("result", "ok"),), c[12])
+    w.sample("fastproxy_decompressed_responses_total", (("result", "failed"),), c[13])
 
 
 # ---------------------------------------------------------------------------- /status

@@ -13,9 +13,11 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
+from fastproxy.config_compression import KEYS as _COMPRESSION_KEYS
+from fastproxy.config_compression import CompressionConfig, compression_section
 from fastproxy.config_tls import (
     ListenOptions,
     UpstreamTLS,
@@ -65,6 +67,7 @@ __all__ = [
     "AdminConfig",
     "CacheConfig",
     "CircuitBreaker",
+    "CompressionConfig",
     "Config",
     "ConfigError",
     "ConfigIssue",
@@ -272,6 +275,8 @@ class RouteConfig:
     websocket: bool = True
     request_headers: HeaderRules = HeaderRules()
     response_headers: HeaderRules = HeaderRules()
+    # the effective settings: [compression] with this route's override applied
+    compression: CompressionConfig = CompressionConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +288,7 @@ class Config:
     upstreams: dict[str, UpstreamConfig] = field(default_factory=dict)
     routes: tuple[RouteConfig, ...] = ()
     source: str = "<default>"
+    compression: CompressionConfig = CompressionConfig()
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Config:
@@ -730,6 +736,7 @@ _ROUTE_CONVS: dict[str, Conv] = {
     "websocket": _simple(expect_bool),
     "request_headers": _header_rules(request=True),
     "response_headers": _header_rules(request=False),
+    "compression": lambda chk, path, value: value,  # resolved over [compression] later
 }
 _ROUTE_TARGETS = ("upstream", "return", "redirect")
 
@@ -764,7 +771,7 @@ def _route(chk: _Checker, path: KeyPath, value: Any, upstream_names: list[str]) 
     return RouteConfig(**kw) if len(chk.issues) == before else _BAD
 
 
-_TOP_KEYS = ("server", "log", "admin", "cache", "upstreams", "routes")
+_TOP_KEYS = ("server", "log", "admin", "cache", "upstreams", "routes", "compression")
 
 
 def _listen_overlap(a: Address, b: Address) -> bool:
@@ -805,6 +812,7 @@ def _build_config(
         if kw is not None and "servers" in kw:
             upstreams[str(name)] = UpstreamConfig(name=str(name), **kw)
 
+    compression = _compression(chk, ("compression",), top.get("compression", {}), None)
     routes: list[RouteConfig] = []
     raw_routes = top.get("routes", [])
     if not isinstance(raw_routes, list | tuple):
@@ -813,9 +821,15 @@ def _build_config(
         for i, value in enumerate(raw_routes):
             route = _route(chk, ("routes", i), value, names)
             if route is not _BAD:
-                routes.append(route)
+                eff = compression or CompressionConfig()
+                if "compression" in value:
+                    cpath: KeyPath = ("routes", i, "compression")
+                    eff = _compression(chk, cpath, value["compression"], eff) or eff
+                routes.append(replace(route, compression=eff))
     elif len(names) == 1:
-        routes.append(RouteConfig(upstream=names[0]))
+        routes.append(
+            RouteConfig(upstream=names[0], compression=compression or CompressionConfig())
+        )
     elif not names:
         chk.err(("routes",), "nothing to serve: define [upstreams.NAME] and/or [[routes]]")
     else:
@@ -846,6 +860,23 @@ def _build_config(
         upstreams=upstreams,
         routes=tuple(routes),
         source=source,
+        compression=compression or CompressionConfig(),
+    )
+
+
+def _compression(
+    chk: _Checker, path: KeyPath, value: Any, base: CompressionConfig | None
+) -> CompressionConfig | None:
+    """[compression] (base None) or a route's override of it."""
+    if base is None and isinstance(value, bool):
+        chk.err(path, "expected table, got boolean (true/false is for a route's override)")
+        return None
+    return compression_section(
+        path,
+        value,
+        base or CompressionConfig(),
+        chk.err,
+        lambda key: _unknown_key(key, _COMPRESSION_KEYS),
     )
 
 

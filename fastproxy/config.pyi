@@ -12,6 +12,7 @@ __all__ = [
     "AdminConfig",
     "CacheConfig",
     "CircuitBreaker",
+    "CompressionConfig",
     "Config",
     "ConfigError",
     "ConfigIssue",
@@ -161,6 +162,19 @@ class Redirect:
     keep_query: bool = True
 
 @dataclass(frozen=True, slots=True)
+class CompressionConfig:
+    enabled: bool = False
+    algorithms: tuple[str, ...] = ...  # server preference order: "zstd", "br", "gzip"
+    levels: tuple[tuple[str, int], ...] = ...  # (algorithm, level), sorted by name
+    min_length: int = 1024
+    types: tuple[str, ...] = ...
+    decompress_upstream: bool = False
+    max_decompressed_size: int = ...
+    max_ratio: int = 100
+    @property
+    def active(self) -> bool: ...
+
+@dataclass(frozen=True, slots=True)
 class RouteConfig:
     host: str | None = None
     path_prefix: str = "/"
@@ -171,6 +185,7 @@ class RouteConfig:
     websocket: bool = True
     request_headers: HeaderRules = ...
     response_headers: HeaderRules = ...
+    compression: CompressionConfig = ...  # effective: [compression] + the route's override
 
 @dataclass(frozen=True, slots=True)
 class CacheConfig:
@@ -188,6 +203,7 @@ class Config:
     upstreams: dict[str, UpstreamConfig] = ...
     routes: tuple[RouteConfig, ...] = ()
     source: str = "<default>"
+    compression: CompressionConfig = ...
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Config: ...
     @classmethod

@@ -41,6 +41,7 @@ cdef extern from "fp_stats.h" nogil:
         uint64_t errors
         uint64_t retries
         uint64_t cache[6]
+        uint64_t compression[16]
         fp_route_stats routes[128]
         fp_server_stats servers[256]
 

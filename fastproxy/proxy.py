@@ -114,7 +114,8 @@ class Proxy:
         self._runtime.access_format = config.log.format
 
     def stats(self) -> dict[str, Any]:
-        """This engine's counters: requests by status class, bytes, connections."""
+        """This engine's counters: requests by status class, bytes, connections,
+        compression (`compression`: the 16 counters of fp_stats.h, in order)."""
         return dict(self._runtime.local_stats()) if self._runtime is not None else {}
 
     @property

@@ -46,6 +46,18 @@ Fixtures (the interface is stable):
                              frames unmasked, answers ping with pong and close with close;
                              ``/ws?lenient=1`` accepts a handshake without ``Upgrade: websocket``
       /head                  200, body ``b"hello head\\n"`` (11 bytes)
+      /random?n=N            200, N pseudo-random (incompressible) bytes seeded by N,
+                             ``Content-Type: text/plain``, Content-Length: the bytes of
+                             ``random.Random(N).randbytes(N)``
+      /events?n=N&gap=S      server-sent events: 200 ``text/event-stream``, chunked, N events
+                             ``data: event I\\n\\n`` (I = 0..N-1), one chunk each, S seconds
+                             apart (default 0.2); ``mode=close`` sends them with no length
+      /encoded?enc=E&n=N     200, ``payload(N)`` compressed with E (``gzip``, ``br`` or
+                             ``zstd``; ``x-gzip`` is sent as gzip with that name), with
+                             ``Content-Encoding: E``, Content-Length and ``Content-Type:
+                             text/plain``; ``fill=zero`` compresses N zero bytes instead (a
+                             decompression bomb for large N); ``cut=K`` drops the last K
+                             bytes of the compressed body (a truncated stream)
       anything else          200, body ``f"{method} {target}"``
 
 ``make_proxy(config=None, *, merge=True, argv=None, cwd=None, env=None, wait_ready=True,
@@ -119,10 +131,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import hashlib
 import json
 import math
 import os
+import random
 import re
 import signal
 import socket
@@ -132,6 +146,7 @@ import sys
 import threading
 import time
 import tomllib
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,6 +160,28 @@ import pytest
 REPO = Path(os.environ.get("FASTPROXY_TEST_TREE") or Path(__file__).resolve().parents[2])
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _PATTERN = bytes(range(251)) * 64  # prime period, so shifted or reordered data shows
+
+
+def random_bytes(n: int) -> bytes:
+    """What /random?n=N sends: incompressible, reproducible."""
+    return random.Random(n).randbytes(n)
+
+
+@functools.cache
+def _encoded(coding: str, n: int, zeros: bool) -> bytes:
+    """``payload(n)`` (or n zero bytes) compressed with a content coding."""
+    import brotli
+    import zstandard
+
+    data = bytes(n) if zeros else _payload(n)
+    if coding in ("gzip", "x-gzip"):
+        c = zlib.compressobj(9, zlib.DEFLATED, 31)
+        return c.compress(data) + c.flush()
+    if coding == "br":
+        return bytes(brotli.compress(data, quality=5))
+    if coding == "zstd":
+        return bytes(zstandard.ZstdCompressor(level=3).compress(data))
+    raise ValueError(coding)
 
 
 def _payload(n: int) -> bytes:
@@ -752,6 +789,33 @@ class Origin:
             return False
         elif path == "/head":
             simple(200, b"hello head\n", [("Content-Type", "text/plain")])
+        elif path == "/random":
+            simple(200, random_bytes(qint("n", 0)), [("Content-Type", "text/plain")])
+        elif path == "/events":
+            mode = q.get("mode", ["chunked"])[0]
+            gap = float(q.get("gap", ["0.2"])[0])
+            h = [("Content-Type", "text/event-stream"), ("Cache-Control", "no-cache")]
+            if mode == "close":
+                keep = False
+            else:
+                h.append(("Transfer-Encoding", "chunked"))
+            send_head(200, h)
+            for i in range(qint("n", 3)):
+                if i and self._stop.wait(gap):
+                    break
+                ev = b"data: event %d\n\n" % i
+                conn.sendall(b"%x\r\n%s\r\n" % (len(ev), ev) if mode != "close" else ev)
+            if mode == "close":
+                conn.shutdown(socket.SHUT_WR)
+                raise _CloseConn
+            conn.sendall(b"0\r\n\r\n")
+        elif path == "/encoded":
+            enc = q.get("enc", ["gzip"])[0]
+            fill = q.get("fill", ["payload"])[0]
+            body = _encoded(enc, qint("n", 0), fill == "zero")
+            body = body[: len(body) - qint("cut", 0)]
+            hdrs = [("Content-Encoding", enc), ("Content-Type", "text/plain")]
+            simple(200, body, hdrs)
         else:
             simple(200, f"{method} {target}".encode("latin-1"))
         if self.drop_after_response:

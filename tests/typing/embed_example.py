@@ -16,6 +16,7 @@ async def main() -> list[tuple[str, int]]:
             "upstreams": {"app": {"servers": ["127.0.0.1:9"]}},
         }
     )
+    assert not cfg.compression.active and cfg.routes[0].compression.min_length == 1024
     async with fastproxy.Proxy(cfg) as proxy:
         addresses = proxy.addresses
         await proxy.reload(cfg)

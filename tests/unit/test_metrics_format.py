@@ -44,6 +44,10 @@ FAMILIES = {
     "fastproxy_upstream_failures_total": ("counter", {"upstream", "server"}),
     "fastproxy_upstream_response_seconds": ("histogram", {"upstream", "server"}),
     "fastproxy_errors_total": ("counter", set()),
+    "fastproxy_compressed_responses_total": ("counter", {"algorithm"}),
+    "fastproxy_compression_bytes_in_total": ("counter", {"algorithm"}),
+    "fastproxy_compression_bytes_out_total": ("counter", {"algorithm"}),
+    "fastproxy_decompressed_responses_total": ("counter", {"result"}),
     "fastproxy_workers": ("gauge", set()),
     "fastproxy_config_generation": ("gauge", set()),
     "fastproxy_start_time_seconds": ("gauge", set()),
@@ -67,6 +71,8 @@ def snapshot() -> dict[str, Any]:
             "upstream_requests": 9,
             "errors": 3,
             "cache": [0] * 6,
+            # gzip: 5 responses 5000 -> 1000 bytes; zstd: 2, 800 -> 300; 4 decoded, 1 failed
+            "compression": [0, 0, 0, 5, 5000, 1000, 0, 0, 0, 2, 800, 300, 4, 1, 0, 0],
         },
         "routes": {0: [1, 0, 30, 2, 5, 3], 1: [0, 0, 10, 0, 0, 0]},
         "servers": {
@@ -329,3 +335,61 @@ def test_bearer_token() -> None:
     for good in (b"Bearer s3cret", b"bearer s3cret", b"BEARER  s3cret "):
         hdrs = [(b"authorization", good, 0)]
         assert _split(admin.respond(b"GET", b"/metrics", hdrs))[0] == 200, good
+
+
+def test_compression_counters(text: str) -> None:
+    fams = families(text)
+    assert (
+        value(
+            fams,
+            "fastproxy_compressed_responses",
+            "fastproxy_compressed_responses_total",
+            algorithm="gzip",
+        )
+        == 5
+    )
+    assert (
+        value(
+            fams,
+            "fastproxy_compressed_responses",
+            "fastproxy_compressed_responses_total",
+            algorithm="br",
+        )
+        == 0
+    )
+    assert (
+        value(
+            fams,
+            "fastproxy_compression_bytes_in",
+            "fastproxy_compression_bytes_in_total",
+            algorithm="zstd",
+        )
+        == 800
+    )
+    assert (
+        value(
+            fams,
+            "fastproxy_compression_bytes_out",
+            "fastproxy_compression_bytes_out_total",
+            algorithm="gzip",
+        )
+        == 1000
+    )
+    assert (
+        value(
+            fams,
+            "fastproxy_decompressed_responses",
+            "fastproxy_decompressed_responses_total",
+            result="ok",
+        )
+        == 4
+    )
+    assert (
+        value(
+            fams,
+            "fastproxy_decompressed_responses",
+            "fastproxy_decompressed_responses_total",
+            result="failed",
+        )
+        == 1
+    )
