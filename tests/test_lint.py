@@ -27,7 +27,11 @@ def test_ruff_format() -> None:
 
 
 def test_cython_lint() -> None:
-    files = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "fastproxy").glob("*.p[yx][xd]"))
+    files = sorted(
+        str(p.relative_to(ROOT))
+        for pattern in ("*.pyx", "*.pxd", "*.pxi")
+        for p in (ROOT / "fastproxy").glob(pattern)
+    )
     assert files, "no Cython files found"
     exe = shutil.which("cython-lint")
     if exe is None:

@@ -1,0 +1,671 @@
+# Included by _protocols.pyx (one module: the two protocols call each
+# other's cdef methods).  The client (downstream) side: parse a request head,
+# route it, pick a server, rewrite the head, stream the body upstream, answer
+# errors; retries and the servers' shared state (fp_peer) are tracked here.
+
+cdef class ClientProtocol(Conn):
+    cdef Runtime rt
+    cdef fp_header slots[SLOTS]
+    cdef fp_head head
+    cdef fp_framing fr
+    cdef size_t hint
+    cdef int state
+    cdef UpstreamProtocol up
+    cdef Route route
+    cdef Server server
+    cdef fp_chunked chunk
+    cdef uint64_t body_left, body_seen
+    cdef int body_kind
+    cdef bint keep_alive, trusted, upgrade, response_started, retried, client_eof
+    cdef bint connecting, write_paused, can_retry, counted, peer_held
+    cdef int trial              # the server's half-open breaker trial (fp_peer)
+    cdef int tries              # other servers tried after failures
+    cdef uint64_t tried         # Server.position bits already tried
+    cdef int minor, method_id, requests, status
+    cdef uint64_t bytes_out
+    cdef bytes peer_ip
+    cdef str peer
+    cdef bytes pending          # the request as first sent, kept for one retry
+    cdef fp_wbuf wb
+    cdef char *scratch
+    cdef object log_info
+    cdef double t_start, t_upstream
+    # The listener's (fastproxy/tls.py ListenerRuntime): b"https" on TLS
+    # listeners, rules added to every request / response (client cert, HSTS).
+    cdef object listener
+    cdef bytes proto
+    cdef HeaderRules lreq, lresp
+    cdef bint redirect_https
+    cdef fp_enc_req enc_req     # compression: what this request accepts (_compress)
+    cdef int out_coding         # FP_ENC_* of the body being sent (cache seam)
+
+    def __cinit__(self, *args, **kwargs):
+        self.head.headers = self.slots
+        self.head.max_slots = SLOTS
+        self.scratch = NULL
+
+    def __init__(self, Runtime rt, listener=None):
+        self.rt = rt
+        self.state = C_HEAD
+        self.proto = b"http"
+        if listener is not None:
+            self.listener = listener
+            self.proto = listener.proto
+            self.lreq = listener.req_rules
+            self.lresp = listener.resp_rules
+            self.redirect_https = listener.redirect_https
+        self.max_cap = max(1 << 20, rt.req_limits.max_head + 65536)
+        self.scratch = <char *>malloc(rt.req_limits.max_line + 1)
+        if self.scratch == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        fp_wbuf_free(&self.wb)
+        free(self.scratch)
+        if self.listener is not None and self.transport is None:
+            # uvloop drops a TLS connection whose handshake failed or timed
+            # out without telling the protocol; this is the only trace of it.
+            try:
+                self.listener.handshake_failed()
+            except Exception:
+                pass
+
+    # ---- asyncio protocol interface ------------------------------------
+    def connection_made(self, transport):
+        self.transport = transport
+        self.twrite = transport.write
+        peer = transport.get_extra_info("peername")
+        ip = peer[0] if peer else "unknown"
+        self.peer = ip
+        self.peer_ip = ip.encode()
+        self.trusted = self.rt.is_trusted(ip)
+        if self.listener is not None and self.listener.per_connection:
+            self.lreq = self.listener.client_rules(transport)   # mTLS: the cert's subject
+        self.rt.conns.add(self)
+        self.rt.st.connections_total += 1
+        self.rt.st.connections_active += 1
+        self.set_deadline(T_IDLE, self.rt.header_timeout)
+
+    def buffer_updated(self, Py_ssize_t nbytes):
+        self.end += nbytes
+        self.rt.st.bytes_in += nbytes
+        self.process()
+
+    def eof_received(self):
+        self.client_eof = True
+        if self.state == C_WAIT or self.state == C_TUNNEL:
+            if self.state == C_TUNNEL and self.up is not None and self.up.transport.can_write_eof():
+                self.up.transport.write_eof()
+            return True             # half-close: still send the response
+        if self.state == C_BODY and self.up is not None:
+            self.up.abort()         # truncated body: the upstream can't be reused
+            self.up = None
+        return False
+
+    def connection_lost(self, exc):
+        self.closed = True
+        self.state = C_CLOSED
+        self.rt.conns.discard(self)
+        self.rt.st.connections_active -= 1
+        self.end_server(FP_PEER_NEUTRAL)
+        if self.up is not None:
+            up, self.up = self.up, None
+            up.client_gone()
+
+    def pause_writing(self):
+        self.write_paused = True
+        if self.up is not None:
+            self.up.pause_reading()
+
+    def resume_writing(self):
+        self.write_paused = False
+        if self.up is not None:
+            self.up.resume_reading()
+
+    def close_if_idle(self):
+        """Graceful stop: close a connection that has no request in progress."""
+        # Only connections that already served a request: one accepted just
+        # before the stop signal still gets its first request answered.
+        if self.state == C_HEAD and self.start == self.end and not self.closed \
+                and self.requests > 0:
+            self.close()
+
+    # ---- request side ----------------------------------------------------
+    cdef void set_deadline(self, int kind, double seconds):
+        self.tkind = kind
+        self.deadline = monotonic() + seconds if seconds > 0 else 0
+
+    cdef process(self):
+        while not self.closed:
+            if self.state == C_HEAD:
+                if not self.read_head():
+                    return
+            elif self.state == C_BODY:
+                self.forward_body()
+                return
+            elif self.state == C_TUNNEL:
+                if self.end > self.start and self.up is not None:
+                    self.up.twrite(PyBytes_FromStringAndSize(
+                        self.buf + self.start, self.end - self.start))
+                    self.start = self.end
+                    self.consumed_all()
+                    self.set_deadline(T_TUNNEL, self.rt.ws_timeout)
+                return
+            else:
+                # Pipelined bytes wait for the response in progress.
+                if self.end - self.start > PIPELINE_LIMIT:
+                    self.pause_reading()
+                return
+
+    cdef bint read_head(self) except -1:
+        cdef int64_t rc
+        if self.start == self.end:
+            self.consumed_all()
+            return False
+        rc = fp_parse_request(self.buf + self.start, self.end - self.start, &self.head,
+                              &self.rt.req_limits, &self.hint)
+        if rc == FP_INCOMPLETE:
+            if self.tkind != T_HEADER:
+                self.set_deadline(T_HEADER, self.rt.header_timeout)
+            return False
+        self.hint = 0
+        if rc < 0:
+            self.reset_request()
+            self.fail(fp_error_status(<int>rc), fp_error_name(<int>rc).decode())
+            return False
+        self.start_request(<size_t>rc)
+        return True
+
+    cdef void reset_request(self):
+        """Forget the previous request: errors must describe the current one."""
+        self.status = 0
+        self.bytes_out = 0
+        self.retried = False
+        self.response_started = False
+        self.method_id = FP_M_OTHER
+        self.route = None
+        self.server = None
+        self.upgrade = False
+        self.pending = None
+        self.counted = False
+        self.enc_req.choice = self.out_coding = 0
+        self.enc_req.accept = 1
+        self.enc_req.keep = 0
+
+    cdef start_request(self, size_t head_len):
+        cdef const char *p = self.buf + self.start
+        cdef const char *t = p + self.head.target.off
+        cdef size_t tl = self.head.target.len, plen, i
+        cdef const char *host = NULL
+        cdef const char *q = NULL
+        cdef size_t hl = 0
+        cdef int rc
+        cdef int64_t n
+        cdef fp_req_rw rw
+        cdef Route route
+        cdef Upstream ups
+        cdef bytes origin_form
+        self.t_start = monotonic()
+        self.requests += 1
+        self.rt.requests_total += 1
+        self.reset_request()
+        self.minor = self.head.minor
+        self.method_id = self.head.method_id
+        self.deadline = 0
+        self.tkind = T_NONE
+        if self.rt.access_log is not None:
+            self.capture_log_info(p)
+        rc = fp_request_framing(p, &self.head, &self.fr)
+        if rc != 0:
+            self.fail(fp_error_status(rc), fp_error_name(rc).decode())
+            return
+        self.keep_alive = (self.fr.flags & FP_F_KEEP_ALIVE) != 0 and not self.rt.closing \
+            and self.requests < self.rt.keepalive_requests
+        self.body_kind = self.fr.kind
+        self.body_left = self.fr.length
+        self.body_seen = 0
+        if self.method_id == FP_M_CONNECT:
+            self.fail(405, "CONNECT refused: not a forward proxy", ALLOW)
+            return
+        if self.fr.kind == FP_BODY_LENGTH and self.rt.max_body \
+                and self.fr.length > self.rt.max_body:
+            self.fail(413, f"body of {self.fr.length} bytes over max_body_size")
+            return
+        if self.head.host_index >= 0:
+            host = p + self.head.headers[self.head.host_index].value.off
+            hl = self.head.headers[self.head.host_index].value.len
+        # Request-target forms (RFC 9112 3.2): origin, absolute, asterisk.
+        if tl == 1 and t[0] == b'*':
+            if self.method_id != FP_M_OPTIONS:
+                self.fail(400, "asterisk-form only with OPTIONS")
+                return
+            n = 1
+            self.scratch[0] = b'/'
+        else:
+            if t[0] != b'/':
+                i = 0
+                if tl > 7 and (t[0] | 0x20) == b'h' and (t[1] | 0x20) == b't' \
+                        and (t[2] | 0x20) == b't' and (t[3] | 0x20) == b'p':
+                    i = 7 if t[4] == b':' else (8 if (t[4] | 0x20) == b's' and t[5] == b':' else 0)
+                if i == 0 or t[i - 1] != b'/' or t[i - 2] != b'/':
+                    self.fail(400, "request-target is neither origin- nor absolute-form")
+                    return
+                host = t + i            # RFC 9112 3.2.2: Host comes from the target
+                hl = 0
+                while i + hl < tl and t[i + hl] != b'/' and t[i + hl] != b'?':
+                    hl += 1
+                if hl == 0 or not fp_valid_host(host, hl):
+                    self.fail(400, "bad authority in absolute-form target")
+                    return
+                t = host + hl
+                tl = tl - i - hl
+                if tl == 0 or t[0] == b'?':
+                    # RFC 9112 3.2.1: an empty path is sent as "/"
+                    origin_form = b"/" + PyBytes_FromStringAndSize(t, tl)
+                    t = origin_form
+                    tl += 1
+            plen = tl
+            q = <const char *>memchr(t, b'?', tl)
+            if q != NULL:
+                plen = q - t
+            n = fp_normalize_path(t, plen, self.scratch)
+            if n < 0:
+                self.fail(400, "request-target path cannot be normalised safely")
+                return
+        if self.redirect_https:
+            status, loc = self.listener.redirect(self.method_id == FP_M_GET or self.method_id
+                                                 == FP_M_HEAD, host[:hl] if hl else b"",
+                                                 PyBytes_FromStringAndSize(t, tl))
+            if status == 400:
+                self.fail(400, "Host is not a host name for the https redirect")
+            else:
+                self.local(status, EMPTY, b"Location: " + loc + b"\r\n", head_len)
+            return
+        route = self.rt.router.match(host, hl, self.scratch, <size_t>n)
+        self.route = route
+        if route is None:
+            self.local(404, b"no route\n", EMPTY, head_len)
+            return
+        if route.return_status:
+            self.local(route.return_status, route.body, EMPTY, head_len)
+            return
+        if route.redirect_status:
+            loc = route.redirect_to
+            if route.keep_query and q != NULL and tl - (q - t) > 1:
+                # the target's own "?..." joins an existing query with "&"
+                loc += (b"&" if b"?" in loc else b"?") + PyBytes_FromStringAndSize(
+                    q + 1, tl - (q - t) - 1)
+            self.local(route.redirect_status, EMPTY, b"Location: " + loc + b"\r\n", head_len)
+            return
+        ups = route.upstream
+        try:
+            self.server = ups.pick(p, &self.head, self.peer_ip, t, tl)
+        except Exception as exc:        # a custom Python policy failed
+            self.fail(500, f"balancing policy failed: {exc!r}")
+            return
+        if self.server is None:
+            self.fail(503, "no server available")
+            return
+        self.tries = 0
+        self.tried = 0
+        self.take_server()
+        self.upgrade = (self.fr.flags & FP_F_UPGRADE) != 0 and route.websocket
+        if route.compress is not None:      # decided now: the head is gone later
+            request_codings(<Policy>route.compress, p, &self.head, &self.enc_req)
+        rw.flags = self.rt.fwd_flags
+        if self.trusted:
+            rw.flags |= FP_RW_TRUSTED
+        if self.upgrade:
+            rw.flags |= FP_RW_UPGRADE
+        rw.target = SP(t, tl)
+        if ups.host_mode == HOST_PASS and hl:
+            rw.host = SP(host, hl)
+        elif ups.host_mode == HOST_PASS:
+            rw.host = S(self.server.host_header)   # HTTP/1.0 without Host
+        elif ups.host_mode == HOST_UPSTREAM:
+            rw.host = S(self.server.host_header)
+        else:
+            rw.host = S(ups.host_literal)
+        rw.orig_host = SP(host, hl)
+        rw.client_ip = S(self.peer_ip)
+        rw.proto = S(self.proto)
+        rw.via = S(self.rt.via)
+        rw.body_kind = FP_BODY_LENGTH if (self.fr.flags & FP_F_HAS_CL) else self.fr.kind
+        rw.length = self.fr.length
+        rw.rules = NULL if route.req_rules.empty else &route.req_rules.rules
+        rw.conn_rules = NULL if self.lreq is None or self.lreq.empty else &self.lreq.rules
+        self.wb.len = 0
+        if fp_rewrite_request(&self.wb, p, &self.head, &rw) != 0:
+            raise MemoryError()
+        self.start += head_len
+        if self.body_kind == FP_BODY_CHUNKED:
+            fp_chunked_init(&self.chunk, 4096, 16384)
+        rc = self.append_body()
+        if rc < 0:
+            return
+        self.state = C_WAIT if rc == 1 else C_BODY
+        self.pending = PyBytes_FromStringAndSize(self.wb.data, self.wb.len)
+        # replayable: the whole request is in `pending` (retries, and the
+        # stale pooled connection case)
+        self.can_retry = self.state == C_WAIT and (idempotent(self.method_id)
+                                                   or ups.retry_non_idempotent)
+        self.send_upstream()
+
+    cdef capture_log_info(self, const char *p):
+        cdef uint32_t i
+        ua = ref = b"-"
+        for i in range(self.head.num_headers):
+            f = self.head.headers[i]
+            if f.id == FP_H_USER_AGENT:
+                ua = p[f.value.off:f.value.off + f.value.len]
+            elif f.id == FP_H_REFERER:
+                ref = p[f.value.off:f.value.off + f.value.len]
+        line = p[self.head.method.off:self.head.target.off + self.head.target.len]
+        self.log_info = (line + (b" HTTP/1.1" if self.head.minor else b" HTTP/1.0"), ref, ua)
+
+    cdef int append_body(self) except -2:
+        """Move request body bytes from the receive buffer into wb, re-framed.
+        1: body complete, 0: more to come, -1: refused (answered already)."""
+        cdef size_t n, used, off, dlen
+        cdef int rc
+        if self.body_kind == FP_BODY_LENGTH:
+            n = self.end - self.start
+            if n > self.body_left:
+                n = <size_t>self.body_left
+            if n and fp_wbuf_put(&self.wb, self.buf + self.start, n):
+                raise MemoryError()
+            self.start += n
+            self.body_left -= n
+            self.consumed_all()
+            return self.body_left == 0
+        if self.body_kind != FP_BODY_CHUNKED:
+            return 1
+        while True:
+            rc = fp_chunked_feed(&self.chunk, self.buf + self.start, self.end - self.start,
+                                 &used, &off, &dlen)
+            if rc < 0:
+                self.fail(fp_error_status(rc), fp_error_name(rc).decode())
+                return -1
+            if rc == FP_CHUNK_DATA:
+                self.body_seen += dlen
+                if self.rt.max_body and self.body_seen > self.rt.max_body:
+                    self.fail(413, "chunked body over max_body_size")
+                    return -1
+                put_chunk(&self.wb, self.buf + self.start + off, dlen)
+                self.start += used
+                continue
+            self.start += used
+            self.consumed_all()
+            if rc == FP_CHUNK_DONE:
+                if fp_wbuf_put(&self.wb, b"0\r\n\r\n", 5):
+                    raise MemoryError()
+                return 1
+            return 0
+
+    cdef send_upstream(self):
+        cdef UpstreamProtocol up
+        self.t_upstream = monotonic()  # upstream time includes connecting, as in nginx
+        idle = self.server.idle
+        while idle:
+            up = <UpstreamProtocol>idle.pop()
+            if not up.closed:
+                self.attach(up, True)
+                return
+        self.connect()
+
+    cdef connect(self):
+        self.connecting = True
+        self.rt.loop.create_task(open_upstream(self.rt, self.server, self.route.upstream, self))
+
+    cdef attach(self, UpstreamProtocol up, bint reused):
+        self.connecting = False
+        self.up = up
+        up.begin(self, reused)
+        up.twrite(self.pending)
+        if not self.can_retry:
+            self.pending = None
+        if self.write_paused:
+            up.pause_reading()
+        if self.state == C_BODY:
+            self.forward_body()
+
+    cdef forward_body(self):
+        cdef int rc
+        if self.up is None:
+            if self.end - self.start > PIPELINE_LIMIT:
+                self.pause_reading()    # still connecting: hold the body
+            return
+        self.wb.len = 0
+        rc = self.append_body()
+        if rc < 0:
+            return
+        if self.wb.len:
+            self.up.twrite(PyBytes_FromStringAndSize(self.wb.data, self.wb.len))
+        if self.reading_paused and not self.up.write_paused:
+            self.resume_reading()       # paused while connecting; the body can flow now
+        if rc == 1:
+            self.state = C_WAIT
+            self.set_deadline(T_NONE, 0)
+            self.process()              # pipelined bytes may already be waiting
+        else:
+            self.set_deadline(T_BODY, self.rt.body_timeout)
+
+    # ---- answers -----------------------------------------------------------
+    cdef write(self, bytes data):
+        self.bytes_out += len(data)
+        self.rt.st.bytes_out += len(data)
+        if not self.closed:
+            self.twrite(data)
+
+    cdef local(self, int status, bytes body, bytes extra, size_t head_len):
+        """Answer without an upstream (no route, return, redirect)."""
+        cdef bint has_body = self.fr.kind == FP_BODY_CHUNKED or (
+            self.fr.kind == FP_BODY_LENGTH and self.fr.length > 0)
+        cdef bint close = not self.keep_alive or has_body
+        self.start += head_len
+        self.status = status
+        self.wb.len = 0
+        if fp_simple_response(&self.wb, status, S(self.rt.server_header + extra), S(TEXT),
+                              S(body), close, self.method_id == FP_M_HEAD) != 0:
+            raise MemoryError()
+        self.write(PyBytes_FromStringAndSize(self.wb.data, self.wb.len))
+        self.request_done()
+        if close:
+            self.close()
+        else:
+            self.state = C_HEAD
+            self.reset_request()
+            self.set_deadline(T_IDLE, self.rt.keepalive_timeout)
+
+    cdef fail(self, int status, str why, bytes extra=EMPTY):
+        """Refuse the request with `status` and close: the framing of whatever
+        follows can't be trusted."""
+        self.rt.error(self.peer, self.route.label if self.route is not None else None,
+                      self.server.address if self.server is not None else None,
+                      f"{status}: {why}")
+        if self.up is not None:
+            up, self.up = self.up, None
+            up.abort()
+        self.rt.st.errors += 1
+        if self.response_started or self.closed:
+            self.request_done(True)
+            self.abort()
+            return
+        body = f"{status} {fp_reason_phrase(status).decode()}\n".encode()
+        self.status = status
+        self.wb.len = 0
+        if fp_simple_response(&self.wb, status, S(self.rt.server_header + extra), S(TEXT),
+                              S(body), 1, self.method_id == FP_M_HEAD) != 0:
+            raise MemoryError()
+        self.write(PyBytes_FromStringAndSize(self.wb.data, self.wb.len))
+        self.request_done()
+        self.close()
+
+    cdef close(self):
+        if not self.closed:
+            self.state = C_CLOSED
+            self.deadline = 0
+            self.transport.close()
+
+    cdef abort(self):
+        if not self.closed:
+            self.state = C_CLOSED
+            self.deadline = 0
+            self.transport.abort()
+
+    cdef void on_timeout(self):
+        try:
+            if self.tkind == T_IDLE:
+                self.close()
+            elif self.tkind == T_HEADER:
+                self.fail(408, "client too slow sending the request head")
+            elif self.tkind == T_BODY:
+                self.fail(408, "client too slow sending the request body")
+            elif self.tkind == T_TUNNEL:
+                self.close()
+                if self.up is not None:
+                    self.up.abort()
+        except Exception:
+            self.rt.log.exception("client timeout handler")
+
+    # ---- the server's shared state (csrc/fp_peer.h) ------------------------
+    cdef take_server(self):
+        """self.server gets this request: count it in flight (all workers)."""
+        self.trial = self.route.upstream.acquire(self.server)
+        self.rt.st.servers[self.server.stats_index].inflight += 1
+        self.peer_held = True
+        if self.server.position < 64:
+            self.tried |= (<uint64_t>1) << self.server.position
+
+    cdef end_server(self, int outcome, str why=None):
+        """The request is done with self.server: record how it went."""
+        if not self.peer_held:
+            return
+        self.peer_held = False
+        self.rt.st.servers[self.server.stats_index].inflight -= 1
+        ev = self.route.upstream.release(self.server, self.trial, outcome)
+        if ev != FP_PEER_EV_NONE:
+            self.peer_event(ev, why)
+
+    cdef peer_event(self, int ev, str why):
+        cdef Upstream u = self.route.upstream
+        cdef object pol = u.lb_policy()
+        name = f"{u.name} {self.server.address}"
+        if ev == FP_PEER_EV_PASSIVE_OUT:
+            self.rt.log.warning("%s out for %gs: %d failures within %gs: %s", name,
+                                pol["fail_timeout"], pol["max_fails"], pol["fail_timeout"],
+                                why or "failed")
+        elif ev == FP_PEER_EV_BREAKER_OPEN:
+            self.rt.log.warning("%s circuit breaker open for %gs: %s", name,
+                                pol["cooldown"], why or "failed")
+        elif ev == FP_PEER_EV_BREAKER_REOPEN:
+            self.rt.log.warning("%s circuit breaker open again for %gs: trial request "
+                                "failed: %s", name, pol["cooldown"], why or "failed")
+        elif ev == FP_PEER_EV_BREAKER_CLOSE:
+            self.rt.log.info("%s circuit breaker closed: trial request succeeded", name)
+
+    # ---- called by the upstream side ---------------------------------------
+    cdef upstream_failed(self, int status, str why, bint retryable=False):
+        """The server failed this request.  `retryable`: it refused, reset or
+        timed out before any response byte, so another server may take it."""
+        self.connecting = False
+        self.up = None
+        if self.server is not None:
+            self.server.failures += 1
+            self.rt.st.servers[self.server.stats_index].failures += 1
+            self.end_server(FP_PEER_FAIL, why)
+        if self.closed:
+            return
+        if retryable and self.try_next(why):
+            return
+        self.fail(status, why)
+
+    cdef bint try_next(self, str why):
+        """Send the request to another server (upstream `retries`,
+        `retry_timeout`); the client never sees the failed try."""
+        cdef Upstream u = self.route.upstream
+        cdef Server old = self.server
+        if not self.can_retry or self.pending is None or self.response_started \
+                or self.tries >= u.retries:
+            return False
+        if u.retry_timeout > 0 and monotonic() - self.t_start > u.retry_timeout:
+            return False
+        try:
+            srv = u.repick(self.tried, self.peer_ip)
+        except Exception as exc:        # a custom Python policy failed
+            self.rt.log.warning("balancing policy failed on retry: %r", exc)
+            return False
+        if srv is None:
+            return False
+        self.tries += 1
+        self.rt.st.retries += 1
+        self.rt.error(self.peer, self.route.label, old.address,
+                      f"{why}; retrying on {srv.address} (retry {self.tries} of {u.retries})")
+        if u.host_mode == HOST_UPSTREAM:
+            self.pending = swap_host(self.pending, old.host_header, (<Server>srv).host_header)
+        self.server = srv
+        self.take_server()
+        self.retried = False        # the new server's stale pooled connection may retry too
+        self.send_upstream()
+        return True
+
+    cdef retry(self):
+        """The reused connection died before answering: once, on a new one."""
+        self.retried = True
+        self.up = None
+        self.rt.error(self.peer, self.route.label, self.server.address,
+                      "retrying on a new connection: pooled connection closed")
+        self.connect()
+
+    cdef response_done(self):
+        self.up = None
+        self.request_done()
+        if self.closed:
+            return
+        if not self.keep_alive or self.client_eof or self.state == C_BODY:
+            self.close()
+            return
+        self.state = C_HEAD
+        self.reset_request()
+        self.set_deadline(T_IDLE, self.rt.keepalive_timeout)
+        self.resume_reading()
+        self.process()
+
+    cdef start_tunnel(self):
+        self.state = C_TUNNEL
+        self.set_deadline(T_TUNNEL, self.rt.ws_timeout)
+        self.process()
+
+    cdef request_done(self, bint aborted=False):
+        """Count the request once (by status class, overall and per route),
+        then write its access-log line when logging is on."""
+        cdef int cls
+        self.end_server(FP_PEER_NEUTRAL)
+        if not self.counted:
+            self.counted = True
+            cls = 0 if aborted else fp_stats_class(self.status)
+            self.rt.st.requests[cls] += 1
+            if self.route is not None:
+                self.rt.st.routes[self.route.stats_index].requests[cls] += 1
+        if self.rt.access_log is None or self.log_info is None:
+            return
+        line, ref, ua = self.log_info
+        self.log_info = None
+        now = time.time()
+        dur = monotonic() - self.t_start
+        if self.rt.access_format == "json":
+            rec = {"time": now, "client": self.peer, "request": line.decode("latin-1"),
+                   "status": self.status, "bytes": self.bytes_out,
+                   "request_time": round(dur, 6),
+                   "route": self.route.label if self.route is not None else None,
+                   "upstream": self.server.address if self.server is not None else None,
+                   "upstream_time": round(monotonic() - self.t_upstream, 6)
+                   if self.server is not None else None,
+                   "referer": ref.decode("latin-1"), "user_agent": ua.decode("latin-1"),
+                   "worker": PID}
+            self.rt.access_log(json.dumps(rec))
+        else:
+            ts = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(now))
+            self.rt.access_log(
+                f'{self.peer} - - [{ts}] "{line.decode("latin-1")}" {self.status} '
+                f'{self.bytes_out} "{ref.decode("latin-1")}" "{ua.decode("latin-1")}"')
