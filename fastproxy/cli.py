@@ -54,7 +54,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from fastproxy.logs import setup_error_log
-    from fastproxy.master import Master, use_pid_log_format
+    from fastproxy.master import Master
+    from fastproxy.worker import use_pid_log_format
 
     path = _find_config(args.config)
     if path is None:

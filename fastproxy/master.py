@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import errno
 import logging
 import os
@@ -52,11 +51,18 @@ from fastproxy._tables import Router
 from fastproxy.admin import AdminServer, bind_admin
 from fastproxy.config import Address, Config, ConfigError
 from fastproxy.health import HealthChecker
+from fastproxy.listeners import (
+    ListenError,
+    Listeners,
+    close_unused,
+    plan_listeners,
+    sockets_of,
+)
 from fastproxy.logs import setup_error_log
+from fastproxy.worker import Stats, stop_with_parent, use_pid_log_format, worker_main
 
 log = logging.getLogger("fastproxy")
 
-BACKLOG = 1024
 QUICK_DEATH = 2.0  # a worker dying sooner than this after its start backs off ...
 BACKOFF_FIRST = 0.5  # ... first by this much, doubling each time ...
 BACKOFF_MAX = 30.0  # ... up to this,
@@ -64,7 +70,6 @@ STABLE_AFTER = 10.0  # and the back-off is forgotten once a worker lived this lo
 KILL_GRACE = 5.0  # SIGKILL workers still there shutdown_timeout + this after SIGTERM
 QUIT_GRACE = 3.0  # SIGKILL workers still there this long after SIGQUIT
 READY_TIMEOUT = 15.0  # a reload fails when its new workers are not all ready by then
-LOG_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(message)s"
 
 # Handled by the master; blocked around fork() so that none of them reaches a
 # child before it has dropped the master's handlers (asyncio's handler would
@@ -77,14 +82,6 @@ _SIGNALS = (
     signal.SIGUSR1,
     signal.SIGCHLD,
 )
-
-_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-
-Listeners = dict[Address, list[socket.socket]]
-
-
-class ListenError(Exception):
-    """A listen address could not be bound; the message names it."""
 
 
 @dataclass(eq=False)
@@ -113,12 +110,6 @@ class _Pending:
     admin_rebind: bool = False  # the new admin address needs the old socket closed first
 
 
-def use_pid_log_format() -> None:
-    """Prefix error-log lines with the process id (master and workers share the log)."""
-    for handler in log.handlers:
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
-
-
 def describe_exit(status: int) -> str:
     """'exit code N' or 'killed by SIGNAME' for a waitpid() status."""
     code = os.waitstatus_to_exitcode(status)
@@ -128,144 +119,6 @@ def describe_exit(status: int) -> str:
         return f"killed by {signal.Signals(-code).name}"
     except ValueError:
         return f"killed by signal {-code}"
-
-
-def _check_free(addr: Address) -> None:
-    """Fail if another process listens on addr.
-
-    SO_REUSEPORT would otherwise let the slot sockets join a group that a
-    second fastproxy of the same user already listens with, and silently share
-    its traffic.  A probe bound without SO_REUSEPORT gets EADDRINUSE instead.
-    """
-    family = socket.AF_INET6 if ":" in addr.host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        try:
-            probe.bind((addr.host, addr.port))
-        except OSError as exc:
-            why = "another process listens there" if exc.errno == errno.EADDRINUSE else ""
-            raise ListenError(
-                f"cannot listen on {addr}: {exc.strerror}" + (f" ({why})" if why else "")
-            ) from None
-
-
-def open_group(addr: Address, port: int, count: int) -> list[socket.socket]:
-    """count listening sockets on addr.host:port sharing the port with SO_REUSEPORT.
-
-    With port 0 the first socket gets an ephemeral port and the others join it.
-    """
-    family = socket.AF_INET6 if ":" in addr.host else socket.AF_INET
-    socks: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            s = socket.socket(family, socket.SOCK_STREAM)
-            socks.append(s)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            if family == socket.AF_INET6:
-                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            s.bind((addr.host, port))
-            port = s.getsockname()[1]
-            s.listen(BACKLOG)
-            s.setblocking(False)
-    except OSError as exc:
-        for s in socks:
-            s.close()
-        raise ListenError(f"cannot listen on {addr}: {exc.strerror}") from None
-    return socks
-
-
-def plan_listeners(config: Config, current: Listeners) -> Listeners:
-    """The slot sockets config needs: one per worker for each listen address.
-
-    Sockets of `current` are reused (a kept address keeps its sockets and, for
-    port 0, its port); missing ones are created.  Sockets of `current` left out
-    of the result are the caller's to close.
-    """
-    n = config.worker_count()
-    out: Listeners = {}
-    created: list[socket.socket] = []
-    try:
-        for addr in dict.fromkeys(config.server.listen):
-            group = current.get(addr, [])[:n]
-            if len(group) < n:
-                if not group and addr.port:
-                    _check_free(addr)
-                port = group[0].getsockname()[1] if group else addr.port
-                extra = open_group(addr, port, n - len(group))
-                created += extra
-                group = group + extra
-            out[addr] = group
-    except ListenError:
-        for s in created:
-            s.close()
-        raise
-    return out
-
-
-def _sockets(listeners: Listeners) -> list[socket.socket]:
-    return [s for group in listeners.values() for s in group]
-
-
-def _close_unused(listeners: Listeners, keep: Listeners) -> None:
-    kept = {id(s) for s in _sockets(keep)}
-    for s in _sockets(listeners):
-        if id(s) not in kept:
-            s.close()
-
-
-def _stop_with_parent(master: int) -> None:
-    """Ask the kernel for SIGTERM (a graceful stop) when the master dies, so that a
-    master killed with SIGKILL leaves no orphan workers holding the port."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-    if os.getppid() != master:  # the master died before prctl took effect
-        os.kill(os.getpid(), signal.SIGTERM)
-
-
-Stats = tuple[StatsRegion, int, StatsIndex]
-
-
-def _worker_main(
-    config: Config,
-    sockets: dict[Address, socket.socket],
-    ready_fd: int,
-    cpu: int | None,
-    stats: Stats | None = None,
-    cache: CacheRegion | None = None,
-) -> int:
-    """Body of a worker process: the single-process engine on the slot's sockets,
-    counting into its slot of the shared stats region."""
-    import uvloop
-
-    from fastproxy.proxy import Proxy
-
-    if cpu is not None:
-        try:
-            os.sched_setaffinity(0, {cpu})
-        except OSError as exc:
-            log.warning("cannot pin worker to CPU %d: %s", cpu, exc.strerror)
-    setup_error_log(config.log.error, config.log.level)
-    use_pid_log_format()
-    if stats is not None:
-        stats[0].set_pid(stats[1], os.getpid())
-    if cache is not None:
-        from fastproxy import _cache
-
-        cache.attach()  # this worker's pin slot in the shared cache region
-        _cache.set_current(cache)
-    proxy = Proxy(config)
-
-    async def main() -> None:
-        await proxy.start(sockets, stats=stats)
-        os.write(ready_fd, b"r")
-        os.close(ready_fd)
-        await proxy.serve_forever()
-
-    uvloop.run(main())
-    return 0
 
 
 class Master:
@@ -447,9 +300,9 @@ class Master:
             signal.signal(signal.SIGHUP, signal.SIG_IGN)
             signal.signal(signal.SIGUSR1, signal.SIG_IGN)
             self._drop_master_state(sockets)
-            _stop_with_parent(master)
+            stop_with_parent(master)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-            code = _worker_main(config, sockets, ready_fd, cpu, stats, self.cache)
+            code = worker_main(config, sockets, ready_fd, cpu, stats, self.cache)
         except KeyboardInterrupt:
             code = 0
         except OSError as exc:  # e.g. the access log cannot be opened: no traceback needed
@@ -484,7 +337,7 @@ class Master:
         kept = {id(s) for s in keep.values()}
         groups = [self.listeners] + ([self.pending.listeners] if self.pending else [])
         for group in groups:
-            for s in _sockets(group):
+            for s in sockets_of(group):
                 if id(s) not in kept:
                     s.close()
         for w in self.workers.values():
@@ -733,7 +586,7 @@ class Master:
         try:
             self._plan_admin(config, pending)
         except ListenError as exc:
-            _close_unused(listeners, self.listeners)
+            close_unused(listeners, self.listeners)
             log.error("reload failed: %s; keeping generation %d", exc, self.generation)
             return
         self.pending = pending
@@ -765,7 +618,7 @@ class Master:
         for pid in pending.pids:
             if pid in self.workers:
                 self._retire(self.workers[pid], pending.config)
-        _close_unused(pending.listeners, self.listeners)
+        close_unused(pending.listeners, self.listeners)
         if pending.admin_sock is not None:
             pending.admin_sock.close()
         self._reload_if_queued()
@@ -781,7 +634,7 @@ class Master:
         for handle in self.restarts.values():
             handle.cancel()
         self.restarts.clear()
-        _close_unused(self.listeners, pending.listeners)
+        close_unused(self.listeners, pending.listeners)
         self.config, self.listeners = pending.config, pending.listeners
         self.generation = pending.generation
         if self.stats is not None:
@@ -859,7 +712,7 @@ class Master:
             if self.pending.timer is not None:
                 self.pending.timer.cancel()
             limit = max(limit, self.pending.config.server.shutdown_timeout)
-            _close_unused(self.pending.listeners, self.listeners)
+            close_unused(self.pending.listeners, self.listeners)
             if self.pending.admin_sock is not None:
                 self.pending.admin_sock.close()
             self.pending = None
@@ -898,6 +751,6 @@ class Master:
             os.kill(pid, sig)
 
     def _close_listeners(self) -> None:
-        for s in _sockets(self.listeners):
+        for s in sockets_of(self.listeners):
             s.close()
         self.listeners = {}

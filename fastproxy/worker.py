@@ -1,0 +1,81 @@
+"""The body of a worker process (forked by fastproxy.master): the
+single-process engine on its slot's sockets, counting into its slot of the
+shared stats region, attached to the shared cache region.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+
+from fastproxy._cache import CacheRegion
+from fastproxy._stats import StatsIndex, StatsRegion
+from fastproxy.config import Address, Config
+from fastproxy.logs import setup_error_log
+
+log = logging.getLogger("fastproxy")
+
+LOG_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(message)s"
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def use_pid_log_format() -> None:
+    """Prefix error-log lines with the process id (master and workers share the log)."""
+    for handler in log.handlers:
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+
+
+def stop_with_parent(master: int) -> None:
+    """Ask the kernel for SIGTERM (a graceful stop) when the master dies, so that a
+    master killed with SIGKILL leaves no orphan workers holding the port."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() != master:  # the master died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+Stats = tuple[StatsRegion, int, StatsIndex]
+
+
+def worker_main(
+    config: Config,
+    sockets: dict[Address, socket.socket],
+    ready_fd: int,
+    cpu: int | None,
+    stats: Stats | None = None,
+    cache: CacheRegion | None = None,
+) -> int:
+    """Body of a worker process: the single-process engine on the slot's sockets,
+    counting into its slot of the shared stats region."""
+    import uvloop
+
+    from fastproxy.proxy import Proxy
+
+    if cpu is not None:
+        try:
+            os.sched_setaffinity(0, {cpu})
+        except OSError as exc:
+            log.warning("cannot pin worker to CPU %d: %s", cpu, exc.strerror)
+    setup_error_log(config.log.error, config.log.level)
+    use_pid_log_format()
+    if stats is not None:
+        stats[0].set_pid(stats[1], os.getpid())
+    if cache is not None:
+        from fastproxy import _cache
+
+        cache.attach()  # this worker's pin slot in the shared cache region
+        _cache.set_current(cache)
+    proxy = Proxy(config)
+
+    async def main() -> None:
+        await proxy.start(sockets, stats=stats)
+        os.write(ready_fd, b"r")
+        os.close(ready_fd)
+        await proxy.serve_forever()
+
+    uvloop.run(main())
+    return 0
