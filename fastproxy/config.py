@@ -8,43 +8,49 @@ See docs/config.md for the reference of every key.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import tomllib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
+from fastproxy.config_check import BAD as _BAD
+from fastproxy.config_check import Checker as _Checker
+from fastproxy.config_check import ConfigError, ConfigIssue, Conv
+from fastproxy.config_check import choice as _choice
+from fastproxy.config_check import int_conv as _int
+from fastproxy.config_check import simple as _simple
+from fastproxy.config_check import unknown_key as _unknown_key
 from fastproxy.config_compression import KEYS as _COMPRESSION_KEYS
 from fastproxy.config_compression import CompressionConfig, compression_section
 from fastproxy.config_tls import (
     ListenOptions,
     UpstreamTLS,
     listen_entries,
-    parse_server_url,
-    upstream_tls,
+)
+from fastproxy.config_upstream import (
+    UPSTREAM_CONVS,
+    CircuitBreaker,
+    HealthCheck,
+    ServerSpec,
+    UpstreamConfig,
+    check_hash_key,
 )
 from fastproxy.config_values import (
-    BAD,
     MAX_WORKERS,
+    Address,
     IPNetwork,
     KeyLocator,
     KeyPath,
     check_header_name,
     check_header_value,
     expect_bool,
-    expect_choice,
-    expect_int,
     expect_str,
     format_path,
-    parse_balance,
-    parse_check_path,
     parse_cidr,
     parse_duration,
     parse_error_log,
-    parse_expect_status,
-    parse_hash_key,
     parse_host_pattern,
     parse_host_port,
     parse_path,
@@ -56,7 +62,6 @@ from fastproxy.config_values import (
     parse_redirect_target,
     parse_server_header,
     parse_size,
-    parse_upstream_host,
     parse_via_name,
     parse_workers,
     type_name,
@@ -86,42 +91,7 @@ __all__ = [
     "parse_path",
 ]
 
-# --------------------------------------------------------------------------- errors
-
-
-@dataclass(frozen=True, slots=True)
-class ConfigIssue:
-    path: str
-    line: int | None
-    message: str
-    source: str
-
-    def __str__(self) -> str:
-        where = self.source if self.line is None else f"{self.source}:{self.line}"
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
-
-
-class ConfigError(ValueError):
-    """Raised with every problem found in a configuration; one issue per line in str()."""
-
-    def __init__(self, issues: Iterable[ConfigIssue]) -> None:
-        self.issues: list[ConfigIssue] = list(issues)
-        super().__init__(self.issues)
-
-    def __str__(self) -> str:
-        return "\n".join(str(issue) for issue in self.issues)
-
-
 # --------------------------------------------------------------------------- model
-
-
-@dataclass(frozen=True, slots=True)
-class Address:
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
 _PLAIN = ListenOptions()
@@ -183,71 +153,6 @@ class CacheConfig:
     max_entry_size: int = 8 << 20
     max_entries: int = 0  # 0 = limited by size only
     store_set_cookie: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class ServerSpec:
-    address: Address
-    weight: int = 1
-    backup: bool = False
-    max_conns: int = 0
-    tls: bool = False  # given as "https://..."
-
-
-@dataclass(frozen=True, slots=True)
-class HealthCheck:
-    """Active health checks of an upstream's servers (run by the master)."""
-
-    path: str = "/healthz"
-    interval: float = 2.0
-    timeout: float = 1.0
-    rise: int = 2
-    fall: int = 3
-    expect_status: tuple[tuple[int, int], ...] = ((200, 399),)  # inclusive ranges
-    expect_body: str | None = None
-    host: str | None = None  # Host header; None: the server's address
-
-    def status_ok(self, status: int) -> bool:
-        return any(lo <= status <= hi for lo, hi in self.expect_status)
-
-
-@dataclass(frozen=True, slots=True)
-class CircuitBreaker:
-    """Per server: trip after `consecutive_failures` in a row, or when at least
-    `min_requests` outcomes within `window` failed at `error_rate` or more;
-    stay open `cooldown`, then let `half_open_requests` trials through."""
-
-    consecutive_failures: int = 5
-    error_rate: float = 0.0  # 0 = no error-rate trip
-    min_requests: int = 20
-    window: float = 10.0
-    cooldown: float = 30.0
-    half_open_requests: int = 1
-
-
-@dataclass(frozen=True, slots=True)
-class UpstreamConfig:
-    name: str
-    servers: tuple[ServerSpec, ...]
-    balance: Literal["round_robin", "least_conn", "ip_hash", "hash", "random"] = "round_robin"
-    hash_key: str | None = None
-    keepalive: int = 32
-    keepalive_timeout: float = 60.0
-    keepalive_requests: int = 1000
-    connect_timeout: float = 5.0
-    read_timeout: float = 60.0
-    send_timeout: float = 60.0
-    host: str = "pass"
-    health_check: HealthCheck | None = None
-    retries: int = 2
-    retry_non_idempotent: bool = False
-    retry_timeout: float = 10.0
-    max_fails: int = 1
-    fail_timeout: float = 10.0
-    fail_on_5xx: bool = False
-    slow_start: float = 0.0
-    circuit_breaker: CircuitBreaker | None = None
-    tls: UpstreamTLS | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,94 +243,11 @@ def _syntax_issue(message: str, text: str, source: str) -> ConfigIssue:
 
 # --------------------------------------------------------------------------- validation
 
-_BAD: Any = BAD  # sentinel: the value was invalid and an issue was recorded
-Conv = Callable[["_Checker", KeyPath, Any], Any]
-
 _UPSTREAM_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 _MANAGED_HEADERS = frozenset(
     ("connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding")
     + ("upgrade", "content-length")
 )
-
-
-class _Checker:
-    def __init__(self, source: str, locate: Callable[[KeyPath], int | None]) -> None:
-        self.source = source
-        self.locate = locate
-        self.issues: list[ConfigIssue] = []
-
-    def err(self, path: KeyPath, message: str) -> None:
-        self.issues.append(ConfigIssue(format_path(path), self.locate(path), message, self.source))
-
-    def table(self, path: KeyPath, value: Any, known: Iterable[str]) -> dict[str, Any] | None:
-        """Check value is a table with only known keys; return the known part."""
-        if not isinstance(value, Mapping):
-            self.err(path, f"expected table, got {type_name(value)}")
-            return None
-        known = list(known)
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                self.err(path, f"keys must be strings, got {type_name(key)} {key!r}")
-            elif key in known:
-                out[key] = item
-            else:
-                self.err((*path, key), _unknown_key(key, known))
-        return out
-
-    def fields(self, path: KeyPath, value: Any, convs: Mapping[str, Conv]) -> dict[str, Any] | None:
-        """Check a table against converters, in key order; None if anything was wrong."""
-        if not isinstance(value, Mapping):
-            self.err(path, f"expected table, got {type_name(value)}")
-            return None
-        before = len(self.issues)
-        out = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                self.err(path, f"keys must be strings, got {type_name(key)} {key!r}")
-            elif key not in convs:
-                self.err((*path, key), _unknown_key(key, list(convs)))
-            elif (result := convs[key](self, (*path, key), item)) is not _BAD:
-                out[key] = result
-        return out if len(self.issues) == before else None
-
-    def items(
-        self, path: KeyPath, value: Any, what: str, scalar_ok: bool
-    ) -> list[tuple[KeyPath, Any]]:
-        """Elements of an array (or a lone string if scalar_ok) with their paths."""
-        if scalar_ok and isinstance(value, str):
-            return [(path, value)]
-        if not isinstance(value, list | tuple):
-            alt = " or a single string" if scalar_ok else ""
-            self.err(path, f"expected array of {what}{alt}, got {type_name(value)}")
-            return []
-        return [((*path, i), item) for i, item in enumerate(value)]
-
-
-def _unknown_key(key: str, known: Sequence[str]) -> str:
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-    if close:
-        return f"unknown key {key!r}; did you mean {close[0]!r}?"
-    return f"unknown key {key!r} (known keys: {', '.join(sorted(known))})"
-
-
-def _simple(fn: Callable[[Any], Any]) -> Conv:
-    def conv(chk: _Checker, path: KeyPath, value: Any) -> Any:
-        try:
-            return fn(value)
-        except ValueError as exc:
-            chk.err(path, str(exc))
-            return _BAD
-
-    return conv
-
-
-def _int(minimum: int | None = None, maximum: int | None = None) -> Conv:
-    return _simple(lambda v: expect_int(v, minimum, maximum))
-
-
-def _choice(*choices: str) -> Conv:
-    return _simple(lambda v: expect_choice(v, choices))
 
 
 def _cidrs(chk: _Checker, path: KeyPath, value: Any) -> Any:
@@ -502,144 +324,6 @@ def _cache(chk: _Checker, value: Any) -> CacheConfig | None:
         )
         return None
     return cfg
-
-
-def _server_url(value: Any) -> tuple[Address, bool]:
-    host, port, tls = parse_server_url(value)
-    return Address(host, port), tls
-
-
-def _plain_server(address: Address, tls: bool) -> ServerSpec:
-    return ServerSpec(address, tls=tls)
-
-
-def _server_spec(chk: _Checker, path: KeyPath, value: Any) -> Any:
-    if isinstance(value, str):
-        return _simple(lambda v: _plain_server(*_server_url(v)))(chk, path, value)
-    convs: dict[str, Conv] = {
-        "address": _simple(_server_url),
-        "weight": _int(1),
-        "backup": _simple(expect_bool),
-        "max_conns": _int(0),
-    }
-    if not isinstance(value, Mapping):
-        chk.err(path, f"expected 'host:port' string or table, got {type_name(value)}")
-        return _BAD
-    if "address" not in value:
-        chk.err(path, "missing required key 'address'")
-    kw = chk.fields(path, value, convs)
-    if kw is None or "address" not in kw:
-        return _BAD
-    kw["address"], kw["tls"] = kw["address"]
-    return ServerSpec(**kw)
-
-
-def _servers(chk: _Checker, path: KeyPath, value: Any) -> Any:
-    items = chk.items(path, value, "servers", scalar_ok=True)
-    if not items:
-        if isinstance(value, list | tuple):
-            chk.err(path, "must list at least one server")
-        return _BAD
-    out, ok = [], True
-    seen: dict[Address, KeyPath] = {}
-    for item_path, item in items:
-        spec = _server_spec(chk, item_path, item)
-        if spec is _BAD:
-            ok = False
-            continue
-        if spec.address in seen:
-            other = format_path(seen[spec.address])
-            chk.err(item_path, f"duplicate server '{spec.address}' (also {other}); use weight")
-            ok = False
-        seen.setdefault(spec.address, item_path)
-        out.append(spec)
-    if ok and all(s.backup for s in out):
-        chk.err(path, "at least one server must not be a backup")
-        ok = False
-    return tuple(out) if ok else _BAD
-
-
-def _check_hash_key(chk: _Checker, path: KeyPath, kw: dict[str, Any]) -> bool:
-    """balance = "hash" needs a hash_key, and a hash_key needs balance = "hash"."""
-    balance = kw.get("balance", "round_robin")
-    if balance == "hash" and "hash_key" not in kw:
-        chk.err(
-            (*path, "balance"),
-            "balance 'hash' needs hash_key ('header:NAME', 'cookie:NAME', 'query:NAME' or 'path')",
-        )
-        return False
-    if balance != "hash" and "hash_key" in kw:
-        chk.err((*path, "hash_key"), f"only used with balance = 'hash' (not {balance!r})")
-        return False
-    return True
-
-
-_HEALTH_CONVS: dict[str, Conv] = {
-    "path": _simple(parse_check_path),
-    "interval": _simple(parse_positive_duration),
-    "timeout": _simple(parse_positive_duration),
-    "rise": _int(1, 1000),
-    "fall": _int(1, 1000),
-    "expect_status": _simple(parse_expect_status),
-    "expect_body": _simple(lambda v: expect_str(v, nonempty=True)),
-    "host": _simple(parse_upstream_host),
-}
-
-
-def _health_check(chk: _Checker, path: KeyPath, value: Any) -> Any:
-    kw = chk.fields(path, value, _HEALTH_CONVS)
-    return _BAD if kw is None else HealthCheck(**kw)
-
-
-def _error_rate(v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= 1:
-        raise ValueError(f"expected a fraction in (0, 1], e.g. 0.5, got {v!r}")
-    return float(v)
-
-
-_BREAKER_CONVS: dict[str, Conv] = {
-    "consecutive_failures": _int(0, 1_000_000),
-    "error_rate": _simple(_error_rate),
-    "min_requests": _int(1, 1_000_000),
-    "window": _simple(parse_positive_duration),
-    "cooldown": _simple(parse_positive_duration),
-    "half_open_requests": _int(1, 1000),
-}
-
-
-def _circuit_breaker(chk: _Checker, path: KeyPath, value: Any) -> Any:
-    kw = chk.fields(path, value, _BREAKER_CONVS)
-    if kw is None:
-        return _BAD
-    cb = CircuitBreaker(**kw)
-    if cb.consecutive_failures == 0 and cb.error_rate == 0:
-        chk.err(path, "set consecutive_failures and/or error_rate, or the breaker never trips")
-        return _BAD
-    return cb
-
-
-_UPSTREAM_CONVS: dict[str, Conv] = {
-    "servers": _servers,
-    "balance": _simple(parse_balance),
-    "hash_key": _simple(parse_hash_key),
-    "keepalive": _int(0),
-    "keepalive_timeout": _simple(parse_duration),
-    "keepalive_requests": _int(1),
-    "connect_timeout": _simple(parse_positive_duration),
-    "read_timeout": _simple(parse_positive_duration),
-    "send_timeout": _simple(parse_positive_duration),
-    "host": _simple(parse_upstream_host),
-    "health_check": _health_check,
-    "retries": _int(0, 100),
-    "retry_non_idempotent": _simple(expect_bool),
-    "retry_timeout": _simple(parse_duration),
-    "max_fails": _int(0, 1_000_000),
-    "fail_timeout": _simple(parse_positive_duration),
-    "fail_on_5xx": _simple(expect_bool),
-    "slow_start": _simple(parse_duration),
-    "circuit_breaker": _circuit_breaker,
-    "tls": upstream_tls,
-}
 
 
 def _header_name(chk: _Checker, path: KeyPath, name: Any, request: bool) -> str | None:
@@ -806,8 +490,8 @@ def _build_config(
             chk.err(path, f"invalid upstream name {name!r} (use letters, digits, '_', '-', '.')")
         if isinstance(value, Mapping) and "servers" not in value:
             chk.err(path, "missing required key 'servers'")
-        kw = chk.fields(path, value, _UPSTREAM_CONVS)
-        if kw is not None and not _check_hash_key(chk, path, kw):
+        kw = chk.fields(path, value, UPSTREAM_CONVS)
+        if kw is not None and not check_hash_key(chk, path, kw):
             kw = None
         if kw is not None and "servers" in kw:
             upstreams[str(name)] = UpstreamConfig(name=str(name), **kw)
@@ -885,6 +569,3 @@ assert set(_SERVER_CONVS) | {"listen_options"} == {f.name for f in fields(Server
 assert set(_LOG_CONVS) == {f.name for f in fields(LogConfig)}
 assert set(_ADMIN_CONVS) == {f.name for f in fields(AdminConfig)}
 assert set(_CACHE_CONVS) == {f.name for f in fields(CacheConfig)}
-assert set(_HEALTH_CONVS) == {f.name for f in fields(HealthCheck)}
-assert set(_BREAKER_CONVS) == {f.name for f in fields(CircuitBreaker)}
-assert set(_UPSTREAM_CONVS) | {"name"} == {f.name for f in fields(UpstreamConfig)}

@@ -15,6 +15,7 @@ import math
 import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 
 BAD: object = object()  # converter result: the value was invalid and an issue was recorded
@@ -668,3 +669,12 @@ class KeyLocator:
         else:
             while self._i < self._n and text[self._i] not in ",]}#\r\n":
                 self._i += 1
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
