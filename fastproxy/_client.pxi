@@ -38,6 +38,16 @@ cdef class ClientProtocol(Conn):
     cdef bint redirect_https
     cdef fp_enc_req enc_req     # compression: what this request accepts (_compress)
     cdef int out_coding         # FP_ENC_* of the body being sent (cache seam)
+    # the cache's request path (_cache_path.pxi)
+    cdef int cxc                # X-Cache value for an upstream answer, XC_NONE: none
+    cdef bytes ckey             # key this response may be stored under (or invalidates)
+    cdef bytes creq_head        # the request head, for the Vary key at store time
+    cdef bint cinval            # unsafe method: success invalidates ckey (RFC 9111 4.4)
+    cdef bint cstoring          # cput is a store in progress
+    cdef fp_cache_put cput
+    cdef fp_cc creq             # request Cache-Control (5.2.1)
+    cdef int chas_auth
+    cdef int64_t creq_time
 
     def __cinit__(self, *args, **kwargs):
         self.head.headers = self.slots
@@ -107,6 +117,7 @@ cdef class ClientProtocol(Conn):
         self.state = C_CLOSED
         self.rt.conns.discard(self)
         self.rt.st.connections_active -= 1
+        cache_store_abort(self)
         self.end_server(FP_PEER_NEUTRAL)
         if self.up is not None:
             up, self.up = self.up, None
@@ -191,6 +202,9 @@ cdef class ClientProtocol(Conn):
         self.enc_req.choice = self.out_coding = 0
         self.enc_req.accept = 1
         self.enc_req.keep = 0
+        self.cxc = XC_NONE
+        self.ckey = self.creq_head = None
+        self.cinval = False
 
     cdef start_request(self, size_t head_len):
         cdef const char *p = self.buf + self.start
@@ -296,6 +310,8 @@ cdef class ClientProtocol(Conn):
                 loc += (b"&" if b"?" in loc else b"?") + PyBytes_FromStringAndSize(
                     q + 1, tl - (q - t) - 1)
             self.local(route.redirect_status, EMPTY, b"Location: " + loc + b"\r\n", head_len)
+            return
+        if route.cache and cache_request(self, p, head_len, host, hl, t, tl, q):
             return
         ups = route.upstream
         try:
@@ -640,6 +656,7 @@ cdef class ClientProtocol(Conn):
         """Count the request once (by status class, overall and per route),
         then write its access-log line when logging is on."""
         cdef int cls
+        cache_store_abort(self)     # a store still open here did not complete
         self.end_server(FP_PEER_NEUTRAL)
         if not self.counted:
             self.counted = True

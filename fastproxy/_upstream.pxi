@@ -21,6 +21,7 @@ cdef class UpstreamProtocol(Conn):
     cdef double idle_since
     cdef fp_wbuf out
     cdef Transform tx           # compression of the body in progress, or None
+    cdef size_t cmark           # out[cmark:] is body not yet given to the cache store
 
     def __cinit__(self, *args, **kwargs):
         self.head.headers = self.slots
@@ -74,8 +75,10 @@ cdef class UpstreamProtocol(Conn):
             if self.fr.kind == FP_BODY_UNTIL_CLOSE:
                 self.out.len = 0        # EOF is this body's legitimate end
                 if self.body_end(c):
+                    cache_tap(c, self)
                     if self.out.len:
                         c.write(PyBytes_FromStringAndSize(self.out.data, self.out.len))
+                    cache_store_end(c)
                     c.end_server(FP_PEER_FAIL if c.status >= 500 and self.upstream.fail_on_5xx
                                  else FP_PEER_OK, f"status {c.status}")
                     c.response_done()
@@ -167,6 +170,7 @@ cdef class UpstreamProtocol(Conn):
                 c.set_deadline(T_TUNNEL, self.rt.ws_timeout)
         finally:
             self.consumed_all()
+        cache_tap(c, self)
         if self.out.len and self.client is not None:
             c.write(PyBytes_FromStringAndSize(self.out.data, self.out.len))
         if self.state == U_BODY:
@@ -253,6 +257,8 @@ cdef class UpstreamProtocol(Conn):
                 c.out_coding = self.tx.coding
             elif vary:
                 add_vary(&self.out, hs)
+            if c.cxc:
+                cache_response_head(c, self, p, hs)
             self.start += <size_t>rc
             c.status = self.head.status
             c.response_started = True
@@ -347,6 +353,7 @@ cdef class UpstreamProtocol(Conn):
         c.upstream_failed(502, why)
 
     cdef flush(self, ClientProtocol c):
+        cache_tap(c, self)
         if self.out.len:
             c.write(PyBytes_FromStringAndSize(self.out.data, self.out.len))
             self.out.len = 0
@@ -363,6 +370,7 @@ cdef class UpstreamProtocol(Conn):
         let the client move on (its next pipelined request may write)."""
         cdef Upstream u = self.upstream
         self.flush(c)
+        cache_store_end(c)
         self.client = None
         fp_stats_time(&self.rt.st.servers[self.server.stats_index],
                       <uint64_t>((monotonic() - c.t_upstream) * 1e6))

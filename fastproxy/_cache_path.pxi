@@ -1,0 +1,367 @@
+# Included by _protocols.pyx.  The cache's request path (RFC 9111, shared
+# cache; docs/cache.md "Request path"), the Cython half over csrc/fp_cache_path.c
+# and the store (fastproxy._cache).  A hit is answered here without a Python
+# call: key in a C buffer, two lookups, freshness and Age in C, one bytes
+# object for transport.write.  Hooks in _client.pxi / _upstream.pxi are one
+# line each:
+#   start_request  -> cache_request()      (may answer: HIT / STALE / 304 / 504)
+#   read_head      -> cache_response_head() (X-Cache, storability, begin the store)
+#   body written   -> cache_tap()           (append what the client got, de-chunked)
+#   finish         -> cache_store_end()     (commit)
+#   request_done / connection_lost -> cache_store_abort()
+
+from libc.string cimport memcpy, strlen
+from libc.time cimport time as c_time
+
+from cpython.bytes cimport PyBytes_AS_STRING
+
+from fastproxy._cache cimport CacheRegion, cache_begin, cache_commit, cache_abort
+from fastproxy._cache cimport cache_lookup, cache_release
+from fastproxy.fp_cache cimport (
+    FP_CACHE_ANY_VARIANT, FP_CACHE_HIT, FP_CACHE_NOCOUNT, FP_CACHE_NOTOUCH, FP_CACHE_OK,
+    fp_cache_delete, fp_cache_hit, fp_cache_meta, fp_cache_purge_prefix,
+)
+from fastproxy.fp_cache_policy cimport (
+    FP_CC_NO_STORE, FP_CC_ONLY_IF_CACHED, FP_NS_OK, fp_cc, fp_freshness_lifetime, fp_storable,
+    fp_store_query,
+)
+from fastproxy.fp_cache_path cimport *
+
+cdef extern from "fp_known_headers.h" nogil:
+    enum:
+        FP_H_LOCATION
+        FP_H_CONTENT_LOCATION
+
+from fastproxy import _cache as _cache_mod
+
+cdef enum:                     # X-Cache values (XC_NONE: no header)
+    XC_NONE = 0
+    XC_HIT = 1
+    XC_MISS = 2
+    XC_STALE = 3
+    XC_REVALIDATED = 4
+    XC_BYPASS = 5
+
+
+cdef inline const char *xc_name(int xc) noexcept:
+    if xc == XC_HIT:
+        return b"HIT"
+    if xc == XC_MISS:
+        return b"MISS"
+    if xc == XC_STALE:
+        return b"STALE"
+    if xc == XC_REVALIDATED:
+        return b"REVALIDATED"
+    return b"BYPASS"
+
+cdef CacheRegion CREGION = None  # this worker's region (fastproxy._cache.current())
+cdef int CREGION_PID = 0
+
+
+cdef inline CacheRegion cache_region():
+    global CREGION, CREGION_PID
+    if CREGION_PID != PID:      # once per process: workers attach after fork
+        CREGION = _cache_mod.current()
+        CREGION_PID = PID
+    return CREGION
+
+
+cdef inline char lower_c(char ch) noexcept:
+    return ch + 32 if b'A' <= ch <= b'Z' else ch
+
+
+cdef bint name_is(const char *p, fp_span s, bytes low) noexcept:
+    cdef const char *lw = low
+    cdef size_t i
+    if s.len != <size_t>len(low):
+        return False
+    for i in range(s.len):
+        if lower_c(p[s.off + i]) != lw[i]:
+            return False
+    return True
+
+
+cdef int cache_key(ClientProtocol self, fp_wbuf *w, const char *p, const char *host, size_t hl,
+                   const char *t, size_t tl, const char *q, bint extras) except -1:
+    """The key (cache_admin's format): "GET " scheme "://" host target ["\\n" extras]."""
+    cdef size_t i, n = tl
+    cdef uint32_t j
+    cdef char *d
+    cdef Route route = self.route
+    w.len = 0
+    if fp_wbuf_reserve(w, 16 + len(self.proto) + hl + tl) or fp_wbuf_put(w, b"GET ", 4) \
+            or fp_wbuf_put(w, <const char *>self.proto, len(self.proto)) \
+            or fp_wbuf_put(w, b"://", 3):
+        raise MemoryError()
+    d = w.data + w.len
+    for i in range(hl):
+        d[i] = lower_c(host[i])
+    w.len += hl
+    if q != NULL and not route.cache_query:
+        n = q - t
+    if fp_wbuf_put(w, t, n):
+        raise MemoryError()
+    if not extras:
+        return 0
+    for name in route.cache_headers:            # key extras: "\n" name ": " value
+        for j in range(self.head.num_headers):
+            f = self.head.headers[j]
+            if name_is(p, f.name, <bytes>name):
+                if fp_wbuf_put(w, b"\n", 1) or fp_wbuf_put(w, <const char *>name, len(name)) \
+                        or fp_wbuf_put(w, b": ", 2) \
+                        or fp_wbuf_put(w, p + f.value.off, f.value.len):
+                    raise MemoryError()
+    return 0
+
+
+cdef bint cache_request(ClientProtocol self, const char *p, size_t head_len, const char *host,
+                        size_t hl, const char *t, size_t tl, const char *q) except -1:
+    """A request on a cache route, before any upstream.  True: answered
+    from the cache (or 504 for only-if-cached).  False: go upstream; self.ckey
+    is set when the response may be stored (or, for unsafe methods, when its
+    success invalidates the URL, 4.4)."""
+    cdef CacheRegion r = cache_region()
+    cdef fp_cache_hit hit
+    cdef int64_t now, age
+    cdef uint64_t vh
+    cdef int verdict
+    cdef char vary[512]
+    cdef size_t vn
+    cdef int m = self.method_id
+    cdef bint has_body = self.fr.kind == FP_BODY_CHUNKED or (
+        self.fr.kind == FP_BODY_LENGTH and self.fr.length > 0)
+    if r is None:
+        return False
+    self.cxc = XC_BYPASS
+    if hl == 0 or tl == 0 or t[0] != b'/':     # no Host, or an absolute/authority form
+        return False
+    if m == FP_M_POST or m == FP_M_PUT or m == FP_M_DELETE or m == FP_M_PATCH:
+        cache_key(self, &self.wb, p, host, hl, t, tl, q, False)
+        self.ckey = PyBytes_FromStringAndSize(self.wb.data, self.wb.len)
+        self.cinval = True
+        return False
+    if (m != FP_M_GET and m != FP_M_HEAD) or has_body:
+        return False
+    cache_key(self, &self.wb, p, host, hl, t, tl, q, True)
+    fp_cpath_read_request(p, &self.head, &self.creq, &self.chas_auth)
+    if self.route.compress is not None:   # the coding picks the variant
+        request_codings(<Policy>self.route.compress, p, &self.head, &self.enc_req)
+    now = c_time(NULL)
+    # Newest variant of the URL: no Vary (the common case) is the answer;
+    # otherwise its Vary names the request fields of the secondary key (4.1).
+    if cache_lookup(r, self.wb.data, self.wb.len, 0, FP_CACHE_ANY_VARIANT, &hit) == FP_CACHE_HIT:
+        if hit.meta.vary_hash != 0:
+            vn = fp_cpath_field(<const char *>hit.head, hit.head_len, b"vary", 4, vary,
+                                sizeof(vary))
+            vh = fp_cpath_vary(vary, vn, p, head_len, self.route.compress is not None,
+                               self.enc_req.choice) if vn < sizeof(vary) else 0
+            if vh != hit.meta.vary_hash:
+                cache_release(r, hit.pin)
+                if vh == 0 or cache_lookup(r, self.wb.data, self.wb.len, vh,
+                                           FP_CACHE_NOCOUNT, &hit) != FP_CACHE_HIT:
+                    return cache_miss(self, p, head_len, now)
+        verdict = fp_cpath_judge(&hit.meta, &self.creq, now, &age)
+        if verdict == FP_CP_FRESH:
+            cache_serve(self, r, &hit, age, XC_HIT, head_len,
+                        fp_cpath_not_modified(p, &self.head, &hit, now))
+            return True
+        if verdict == FP_CP_STALE_OK or verdict == FP_CP_SWR:
+            # 4.2.4 / RFC 5861: stale, and allowed to be (no refresh yet)
+            cache_serve(self, r, &hit, age, XC_STALE, head_len, False)
+            return True
+        cache_release(r, hit.pin)
+    return cache_miss(self, p, head_len, now)
+
+
+cdef bint cache_miss(ClientProtocol self, const char *p, size_t head_len,
+                     int64_t now) except -1:
+    if self.creq.flags & FP_CC_ONLY_IF_CACHED:
+        # 5.2.1.7: nothing stored that may be used: 504
+        self.status = 504
+        self.local(504, b"504 Gateway Timeout: not in the cache (only-if-cached)\n",
+                   EMPTY, head_len)
+        return True
+    self.cxc = XC_MISS
+    self.creq_time = now
+    if not (self.creq.flags & FP_CC_NO_STORE):     # 5.2.1.5: the request forbids storing
+        self.ckey = PyBytes_FromStringAndSize(self.wb.data, self.wb.len)
+        self.creq_head = PyBytes_FromStringAndSize(p, head_len)
+    return False
+
+
+cdef cache_serve(ClientProtocol self, CacheRegion r, fp_cache_hit *hit, int64_t age, int xc,
+                 size_t head_len, bint not_modified):
+    """Answer from a pinned entry: head from C, the body copied once into the
+    bytes object handed to transport.write."""
+    cdef bint close = not self.keep_alive
+    cdef bint head_only = self.method_id == FP_M_HEAD
+    cdef const char *xn = xc_name(xc) if self.route.x_cache else NULL
+    cdef int rc
+    cdef bytes out
+    self.start += head_len
+    self.wb.len = 0
+    if not_modified:            # RFC 9110 13.1: the client's copy is current
+        self.status = 304
+        rc = fp_cpath_write_304(&self.wb, hit, age, xn, close, self.minor)
+    else:
+        self.status = hit.meta.status
+        rc = fp_cpath_write_hit(&self.wb, hit, age, xn, close, self.minor, 1)
+    if rc != 0:
+        cache_release(r, hit.pin)
+        raise MemoryError()
+    if not_modified or head_only or hit.meta.status == 204 or hit.meta.status == 304:
+        out = PyBytes_FromStringAndSize(self.wb.data, self.wb.len)
+    else:
+        out = PyBytes_FromStringAndSize(NULL, self.wb.len + hit.body_len)
+        memcpy(PyBytes_AS_STRING(out), self.wb.data, self.wb.len)
+        memcpy(PyBytes_AS_STRING(out) + self.wb.len, hit.body, hit.body_len)
+    cache_release(r, hit.pin)
+    self.write(out)
+    self.request_done()
+    if close:
+        self.close()
+    else:
+        self.state = C_HEAD
+        self.reset_request()
+        self.set_deadline(T_IDLE, self.rt.keepalive_timeout)
+
+
+cdef int add_xcache(fp_wbuf *out, size_t hs, int xc) except -1:
+    """X-Cache into the serialised head at out[hs:] (before its blank line)."""
+    cdef const char *name = xc_name(xc)
+    if out.len < hs + 4 or out.data[out.len - 4] != b'\r' or out.data[out.len - 3] != b'\n':
+        return 0                # head held back (decoding): no header
+    out.len -= 2
+    if fp_wbuf_put(out, b"X-Cache: ", 9) or fp_wbuf_put(out, name, strlen(name)) \
+            or fp_wbuf_put(out, b"\r\n\r\n", 4):
+        raise MemoryError()
+    return 0
+
+
+cdef cache_invalidate(CacheRegion r, bytes key):
+    """Every entry of a URL: all variants and all key extras (cache_admin)."""
+    fp_cache_delete(r.c, <const char *>key, len(key))
+    k = key + b"\n"
+    fp_cache_purge_prefix(r.c, <const char *>k, len(k))
+
+
+cdef cache_response_head(ClientProtocol c, UpstreamProtocol u, const char *p, size_t hs):
+    """The response head is in u.out[hs:]: X-Cache, invalidation (4.4) and,
+    when storable (3), the start of the store."""
+    cdef CacheRegion r = cache_region()
+    cdef fp_cpath_resp resp
+    cdef fp_store_query q
+    cdef fp_cache_meta meta
+    cdef int64_t now
+    cdef char vary[512]
+    cdef size_t vn
+    cdef int status = u.head.status
+    if c.cxc == XC_NONE or r is None:
+        return
+    if c.route.x_cache:
+        add_xcache(&u.out, hs, c.cxc)
+    if c.ckey is None:
+        return
+    if c.cinval:
+        # 4.4: a non-error response to an unsafe method invalidates the target
+        # URI and Location / Content-Location on the same host.
+        if status < 400:
+            cache_invalidate(r, c.ckey)
+            cache_invalidate_locations(c, r, p, &u.head)
+        c.ckey = None
+        return
+    if c.method_id != FP_M_GET or u.out.len <= hs or c.cstoring:
+        c.ckey = None           # HEAD is served from a stored GET, never stored itself
+        return
+    now = c_time(NULL)
+    fp_cpath_read_response(p, &u.head, now, &resp)
+    q.is_get = 1
+    q.status = status
+    q.req = &c.creq
+    q.resp = &resp.cc
+    q.has_authorization = c.chas_auth
+    q.has_expires = resp.has_expires
+    q.has_set_cookie = resp.has_set_cookie
+    q.allow_set_cookie = c.route.cache_set_cookie
+    q.vary_star = resp.vary_star
+    if fp_storable(&q) != FP_NS_OK or resp.vary_len >= sizeof(resp.vary) \
+            or (u.tx is not None and u.tx.upstream_coding != 0):
+        c.ckey = None
+        return
+    meta.request_time = c.creq_time
+    meta.response_time = now
+    meta.date = resp.date
+    meta.expires = resp.expires
+    meta.last_modified = resp.last_modified
+    meta.age_value = resp.age
+    meta.freshness = fp_freshness_lifetime(&resp.cc, status, resp.date, resp.expires,
+                                           resp.last_modified, now, c.route.heuristic_max)
+    meta.swr = resp.cc.swr
+    meta.sie = resp.cc.sie
+    meta.status = status
+    meta.flags = resp.cc.flags | (FP_CP_HAS_VALIDATOR if resp.has_validator else 0)
+    # The head as sent (compression may have added Vary: Accept-Encoding),
+    # without its framing; the Vary hash from that head and the request's.
+    c.wb.len = 0
+    if fp_cpath_stored_head(&c.wb, u.out.data + hs, u.out.len - hs) != 0:
+        raise MemoryError()
+    vn = fp_cpath_field(c.wb.data, c.wb.len, b"vary", 4, vary, sizeof(vary))
+    if vn >= sizeof(vary):
+        c.ckey = None
+        return
+    meta.vary_hash = fp_cpath_vary(vary, vn, <const char *>c.creq_head, len(c.creq_head),
+                                   c.route.compress is not None,
+                                   c.enc_req.choice) if vn else 0
+    if cache_begin(r, <const char *>c.ckey, len(c.ckey), c.wb.data, c.wb.len, &meta,
+                   u.fr.length if u.fr.kind == FP_BODY_LENGTH and u.tx is None else 0,
+                   &c.cput) == FP_CACHE_OK:
+        c.cstoring = True
+        u.cmark = u.out.len
+    else:
+        c.ckey = None
+
+
+cdef cache_invalidate_locations(ClientProtocol c, CacheRegion r, const char *p,
+                                const fp_head *h):
+    cdef uint32_t i
+    cdef bytes base = c.ckey                    # "GET scheme://host/path..."
+    cdef Py_ssize_t slash = base.find(b"/", base.find(b"://") + 3)
+    cdef bytes origin = base[:slash] if slash > 0 else base
+    for i in range(h.num_headers):
+        f = h.headers[i]
+        if f.id != FP_H_LOCATION and f.id != FP_H_CONTENT_LOCATION:
+            continue
+        v = p[f.value.off:f.value.off + f.value.len]
+        if v.startswith(b"/"):
+            cache_invalidate(r, origin + v)
+        elif b"://" in v:                       # absolute: only on the same host
+            if (b"GET " + v).lower().startswith(origin.lower() + b"/"):
+                cache_invalidate(r, origin + v[len(origin) - 4:])
+
+
+cdef inline int cache_tap(ClientProtocol c, UpstreamProtocol u) except -1:
+    """Append the body bytes in u.out[u.cmark:] (as the client gets them) to
+    the store in progress; over max_entry_size or on error the store is dropped."""
+    cdef CacheRegion r
+    if c.cstoring and u.out.len > u.cmark:
+        r = cache_region()
+        if fp_cpath_append(r.c, &c.cput, u.out.data + u.cmark, u.out.len - u.cmark,
+                           u.out_kind == FP_BODY_CHUNKED) != FP_CACHE_OK:
+            cache_store_abort(c)
+    u.cmark = 0
+    return 0
+
+
+cdef cache_store_end(ClientProtocol c):
+    """The response is complete: the entry becomes visible."""
+    if c.cstoring:
+        c.cstoring = False
+        cache_commit(cache_region(), &c.cput)
+    c.ckey = None
+
+
+cdef void cache_store_abort(ClientProtocol c) noexcept:
+    if c.cstoring:
+        c.cstoring = False
+        cache_abort(CREGION, &c.cput)
+    c.ckey = None
