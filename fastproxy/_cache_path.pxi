@@ -19,7 +19,8 @@ from fastproxy._cache cimport CacheRegion, cache_begin, cache_commit, cache_abor
 from fastproxy._cache cimport cache_lookup, cache_release
 from fastproxy.fp_cache cimport (
     FP_CACHE_ANY_VARIANT, FP_CACHE_HIT, FP_CACHE_NOCOUNT, FP_CACHE_NOTOUCH, FP_CACHE_OK,
-    fp_cache_delete, fp_cache_hit, fp_cache_meta, fp_cache_purge_prefix,
+    FP_FILL_OWNER, FP_FILL_WAIT, fp_cache_delete, fp_cache_fill_claim, fp_cache_fill_done,
+    fp_cache_fill_pending, fp_cache_hash, fp_cache_hit, fp_cache_meta, fp_cache_purge_prefix,
 )
 from fastproxy.fp_cache_policy cimport (
     FP_CC_NO_STORE, FP_CC_ONLY_IF_CACHED, FP_NS_OK, fp_cc, fp_freshness_lifetime, fp_storable,
@@ -130,8 +131,10 @@ cdef bint cache_request(ClientProtocol self, const char *p, size_t head_len, con
     cdef int m = self.method_id
     cdef bint has_body = self.fr.kind == FP_BODY_CHUNKED or (
         self.fr.kind == FP_BODY_LENGTH and self.fr.length > 0)
+    cdef bint nofill = self.cnofill
     if r is None:
         return False
+    self.cnofill = False
     self.cxc = XC_BYPASS
     if hl == 0 or tl == 0 or t[0] != b'/':     # no Host, or an absolute/authority form
         return False
@@ -159,7 +162,7 @@ cdef bint cache_request(ClientProtocol self, const char *p, size_t head_len, con
                 cache_release(r, hit.pin)
                 if vh == 0 or cache_lookup(r, self.wb.data, self.wb.len, vh,
                                            FP_CACHE_NOCOUNT, &hit) != FP_CACHE_HIT:
-                    return cache_miss(self, p, head_len, now)
+                    return cache_miss(self, p, head_len, now, nofill)
         verdict = fp_cpath_judge(&hit.meta, &self.creq, now, &age)
         if verdict == FP_CP_FRESH:
             cache_serve(self, r, &hit, age, XC_HIT, head_len,
@@ -170,11 +173,11 @@ cdef bint cache_request(ClientProtocol self, const char *p, size_t head_len, con
             cache_serve(self, r, &hit, age, XC_STALE, head_len, False)
             return True
         cache_release(r, hit.pin)
-    return cache_miss(self, p, head_len, now)
+    return cache_miss(self, p, head_len, now, nofill)
 
 
 cdef bint cache_miss(ClientProtocol self, const char *p, size_t head_len,
-                     int64_t now) except -1:
+                     int64_t now, bint nofill) except -1:
     if self.creq.flags & FP_CC_ONLY_IF_CACHED:
         # 5.2.1.7: nothing stored that may be used: 504
         self.status = 504
@@ -183,10 +186,76 @@ cdef bint cache_miss(ClientProtocol self, const char *p, size_t head_len,
         return True
     self.cxc = XC_MISS
     self.creq_time = now
-    if not (self.creq.flags & FP_CC_NO_STORE):     # 5.2.1.5: the request forbids storing
-        self.ckey = PyBytes_FromStringAndSize(self.wb.data, self.wb.len)
-        self.creq_head = PyBytes_FromStringAndSize(p, head_len)
+    if self.creq.flags & FP_CC_NO_STORE:            # 5.2.1.5: the request forbids storing
+        return False
+    self.ckey = PyBytes_FromStringAndSize(self.wb.data, self.wb.len)
+    self.creq_head = PyBytes_FromStringAndSize(p, head_len)
+    if self.method_id == FP_M_GET and not nofill:
+        return cache_coalesce(self)
     return False
+
+
+DEF FILL_POLL = 0.003          # seconds between looks at a fill in progress
+
+# Fills in progress in this worker: the shared claims are per process, so
+# requests of one worker coalesce here first.
+cdef dict LOCAL_FILLS = {}
+
+
+cdef inline int64_t mono_ms() noexcept:
+    return <int64_t>(monotonic() * 1000)
+
+
+cdef bint cache_coalesce(ClientProtocol self) except -1:
+    """Request coalescing: one request per key, in any worker, fetches it (the
+    fill claim's owner); the others wait for its result (True: waiting)."""
+    cdef CacheRegion r = CREGION
+    cdef int64_t deadline = 0
+    cdef uint64_t h = fp_cache_hash(<const char *>self.ckey, len(self.ckey))
+    cdef int rc = FP_FILL_WAIT
+    if h not in LOCAL_FILLS:
+        rc = fp_cache_fill_claim(r.c, h, PID, mono_ms(),
+                                 <int64_t>(self.route.lock_timeout * 1000), &deadline)
+    if rc == FP_FILL_OWNER:
+        self.cfill = h
+        LOCAL_FILLS[h] = True
+        return False
+    if rc != FP_FILL_WAIT:
+        return False            # no room in the claim table: fetch it ourselves
+    # Wait with the request unconsumed in the buffer; when the fill is over
+    # the request is parsed again and finds the stored response (or, if the
+    # owner did not store one, goes upstream without waiting again).
+    self.state = C_WAIT
+    self.cwaitfor = h
+    self.cwait_until = monotonic() + self.route.lock_timeout
+    self.requests -= 1          # counted again when it runs
+    self.rt.requests_total -= 1
+    self.ckey = self.creq_head = None
+    self.rt.loop.call_later(FILL_POLL, _cache_poll, self)
+    return True
+
+
+def _cache_poll(ClientProtocol c):
+    cdef CacheRegion r = CREGION
+    cdef uint64_t h = c.cwaitfor
+    if c.closed or c.state != C_WAIT or h == 0:
+        return
+    if (h in LOCAL_FILLS or fp_cache_fill_pending(r.c, h, mono_ms())) \
+            and monotonic() < c.cwait_until:
+        c.rt.loop.call_later(FILL_POLL, _cache_poll, c)
+        return
+    c.cwaitfor = 0
+    c.cnofill = True
+    c.state = C_HEAD
+    c.process()
+
+
+cdef void cache_fill_done(ClientProtocol c) noexcept:
+    """The owner's fill is over (stored or not): waiters may look again."""
+    if c.cfill:
+        fp_cache_fill_done(CREGION.c, c.cfill, PID)
+        LOCAL_FILLS.pop(c.cfill, None)
+        c.cfill = 0
 
 
 cdef cache_serve(ClientProtocol self, CacheRegion r, fp_cache_hit *hit, int64_t age, int xc,
@@ -272,6 +341,7 @@ cdef cache_response_head(ClientProtocol c, UpstreamProtocol u, const char *p, si
         return
     if c.method_id != FP_M_GET or u.out.len <= hs or c.cstoring:
         c.ckey = None           # HEAD is served from a stored GET, never stored itself
+        cache_fill_done(c)
         return
     now = c_time(NULL)
     fp_cpath_read_response(p, &u.head, now, &resp)
@@ -287,6 +357,7 @@ cdef cache_response_head(ClientProtocol c, UpstreamProtocol u, const char *p, si
     if fp_storable(&q) != FP_NS_OK or resp.vary_len >= sizeof(resp.vary) \
             or (u.tx is not None and u.tx.upstream_coding != 0):
         c.ckey = None
+        cache_fill_done(c)      # not storable: the waiters fetch it themselves
         return
     meta.request_time = c.creq_time
     meta.response_time = now
@@ -308,6 +379,7 @@ cdef cache_response_head(ClientProtocol c, UpstreamProtocol u, const char *p, si
     vn = fp_cpath_field(c.wb.data, c.wb.len, b"vary", 4, vary, sizeof(vary))
     if vn >= sizeof(vary):
         c.ckey = None
+        cache_fill_done(c)
         return
     meta.vary_hash = fp_cpath_vary(vary, vn, <const char *>c.creq_head, len(c.creq_head),
                                    c.route.compress is not None,
@@ -319,6 +391,7 @@ cdef cache_response_head(ClientProtocol c, UpstreamProtocol u, const char *p, si
         u.cmark = u.out.len
     else:
         c.ckey = None
+        cache_fill_done(c)
 
 
 cdef cache_invalidate_locations(ClientProtocol c, CacheRegion r, const char *p,
@@ -358,6 +431,7 @@ cdef cache_store_end(ClientProtocol c):
         c.cstoring = False
         cache_commit(cache_region(), &c.cput)
     c.ckey = None
+    cache_fill_done(c)
 
 
 cdef void cache_store_abort(ClientProtocol c) noexcept:
@@ -365,3 +439,4 @@ cdef void cache_store_abort(ClientProtocol c) noexcept:
         c.cstoring = False
         cache_abort(CREGION, &c.cput)
     c.ckey = None
+    cache_fill_done(c)

@@ -48,6 +48,10 @@ cdef class ClientProtocol(Conn):
     cdef fp_cc creq             # request Cache-Control (5.2.1)
     cdef int chas_auth
     cdef int64_t creq_time
+    cdef uint64_t cfill         # key hash whose fill claim this request owns, 0 = none
+    cdef bint cnofill           # the wait for another fill is over: go upstream
+    cdef uint64_t cwaitfor      # key hash of the fill this request waits for
+    cdef double cwait_until     # coalesced wait: give up at this monotonic time
 
     def __cinit__(self, *args, **kwargs):
         self.head.headers = self.slots

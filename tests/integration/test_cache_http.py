@@ -362,3 +362,41 @@ def test_cross_worker_hit(make_proxy: Any, origin: Any, http_conn: Any, tmp_path
     recs = [json.loads(line) for line in access.read_text().splitlines() if line]
     workers = {rec["worker"] for rec in recs if "/cache/xw" in rec["request"]}
     assert len(recs) == 61 and len(workers) == 2
+
+
+def _burst(port: int, target: str, n: int) -> list[bytes]:
+    """n connections send the same request at the same moment; their answers."""
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(n)]
+    req = f"GET {target} HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n".encode()
+    for s in socks:
+        s.sendall(req)
+    out = []
+    for s in socks:
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+        s.close()
+        out.append(data)
+    return out
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_coalescing_one_origin_request(make_proxy: Any, origin: Any, workers: int) -> None:
+    cfg = _cfg(origin)
+    cfg["server"] = {"workers": workers}
+    p = make_proxy(cfg)
+    t = f"/cache/cold?{CC}max-age=60&delay=0.5"
+    answers = _burst(p.port, t, 50)
+    assert all(a.startswith(b"HTTP/1.1 200") for a in answers)
+    bad = [a[-300:] for a in answers if not a.endswith(b"/cache/cold #1\n")]
+    assert not bad, bad[:3]
+    assert origin.cache_hits["/cache/cold"] == 1
+    assert sum(b"X-Cache: MISS" in a for a in answers) == 1
+
+
+def test_coalesced_waiters_go_upstream_when_not_storable(make_proxy: Any, origin: Any) -> None:
+    p = make_proxy(_cfg(origin))
+    t = "/cache/private?hdr=Cache-Control:private&delay=0.3"
+    answers = _burst(p.port, t, 10)
+    assert all(a.startswith(b"HTTP/1.1 200") for a in answers)
+    assert origin.cache_hits["/cache/private"] == 10
