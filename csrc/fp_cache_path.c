@@ -321,3 +321,26 @@ int fp_cpath_not_modified(const char *req, const fp_head *h, const fp_cache_hit 
     int64_t lm = hit->meta.last_modified >= 0 ? hit->meta.last_modified : hit->meta.date;
     return lm >= 0 && lm <= since;
 }
+
+static int has_field(const char *head, size_t n, const char *name, size_t nl)
+{
+    EACH_LINE(head, n, {
+        if (ieq(line, nlen, name, nl)) return 1;
+    });
+    return 0;
+}
+
+int fp_cpath_merge_304(fp_wbuf *o, const char *stored, size_t sn, const char *fresh, size_t fn)
+{
+    /* RFC 9111 3.2 / 4.3.4: the 304's fields replace the stored ones of the
+     * same name; the rest of the stored head stays. */
+    const char *nl = memchr(stored, '\n', sn);
+    if (nl == NULL || fp_wbuf_put(o, stored, (size_t)(nl + 1 - stored))) return -1;
+    EACH_LINE(stored, sn, {
+        if (!has_field(fresh, fn, line, nlen) && fp_wbuf_put(o, line, llen)) return -1;
+    });
+    EACH_LINE(fresh, fn, {
+        if (llen > 2 && !hop(line, nlen) && fp_wbuf_put(o, line, llen)) return -1;
+    });
+    return 0;
+}

@@ -81,4 +81,8 @@ int fp_cpath_append(fp_cache *c, fp_cache_put *p, const char *data, size_t n, in
 int fp_cpath_not_modified(const char *req, const fp_head *h, const fp_cache_hit *hit,
                           int64_t now);
 
+/* A 304's head (as serialised for the client) refreshing a stored head
+ * (3.2): stored fields the 304 also has are replaced by its values. */
+int fp_cpath_merge_304(fp_wbuf *o, const char *stored, size_t sn, const char *fresh, size_t fn);
+
 #endif

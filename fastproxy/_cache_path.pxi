@@ -21,9 +21,11 @@ from fastproxy.fp_cache cimport (
     FP_CACHE_ANY_VARIANT, FP_CACHE_HIT, FP_CACHE_NOCOUNT, FP_CACHE_NOTOUCH, FP_CACHE_OK,
     FP_FILL_OWNER, FP_FILL_WAIT, fp_cache_delete, fp_cache_fill_claim, fp_cache_fill_done,
     fp_cache_fill_pending, fp_cache_hash, fp_cache_hit, fp_cache_meta, fp_cache_purge_prefix,
+    fp_cache_update_head,
 )
 from fastproxy.fp_cache_policy cimport (
-    FP_CC_NO_STORE, FP_CC_ONLY_IF_CACHED, FP_NS_OK, fp_cc, fp_freshness_lifetime, fp_storable,
+    FP_CC_MUST_REVALIDATE, FP_CC_NO_STORE, FP_CC_ONLY_IF_CACHED, FP_CC_PROXY_REVALIDATE,
+    FP_CC_S_MAXAGE, FP_NS_OK, fp_cc, fp_current_age, fp_freshness_lifetime, fp_storable,
     fp_store_query,
 )
 from fastproxy.fp_cache_path cimport *
@@ -32,6 +34,8 @@ cdef extern from "fp_known_headers.h" nogil:
     enum:
         FP_H_LOCATION
         FP_H_CONTENT_LOCATION
+        FP_H_IF_NONE_MATCH
+        FP_H_IF_MODIFIED_SINCE
 
 from fastproxy import _cache as _cache_mod
 
@@ -172,6 +176,7 @@ cdef bint cache_request(ClientProtocol self, const char *p, size_t head_len, con
             # 4.2.4 / RFC 5861: stale, and allowed to be (no refresh yet)
             cache_serve(self, r, &hit, age, XC_STALE, head_len, False)
             return True
+        cache_note_stale(self, &hit, p, age)
         cache_release(r, hit.pin)
     return cache_miss(self, p, head_len, now, nofill)
 
@@ -327,6 +332,23 @@ cdef cache_response_head(ClientProtocol c, UpstreamProtocol u, const char *p, si
     cdef int status = u.head.status
     if c.cxc == XC_NONE or r is None:
         return
+    c.cmark_head = hs
+    if status == 304 and c.cvalidators is not None and c.ckey is not None \
+            and cache_revalidated(c, u, r, p):
+        c.ckey = None
+        cache_fill_done(c)
+        return
+    if status >= 500 and c.csie and u.out.len > hs:
+        end = u.out.len
+        u.out.len = hs          # stale-if-error: the stored response instead of the 5xx
+        if cache_stale_hit(c, &u.out, u.close_client):
+            u.cdiscard = True   # its body is read and dropped
+            u.tx = None
+            u.out_kind = FP_BODY_LENGTH
+            cache_store_abort(c)
+            return
+        u.out.len = end         # the entry is gone: the 5xx goes through
+        c.csie = False
     if c.route.x_cache:
         add_xcache(&u.out, hs, c.cxc)
     if c.ckey is None:
@@ -440,3 +462,130 @@ cdef void cache_store_abort(ClientProtocol c) noexcept:
         cache_abort(CREGION, &c.cput)
     c.ckey = None
     cache_fill_done(c)
+
+
+# ---- stale entries: validation (4.3) and stale-if-error (RFC 5861 4) -------------------
+
+cdef cache_note_stale(ClientProtocol self, fp_cache_hit *hit, const char *p, int64_t age):
+    """A stored response too stale to serve: remember it, to validate it with
+    the origin (4.3.1) and to fall back on it on errors (stale-if-error)."""
+    cdef char v[512]
+    cdef size_t n
+    cdef uint32_t i
+    self.cmeta = hit.meta
+    self.cvary = hit.meta.vary_hash
+    self.csie = hit.meta.sie >= 0 and age - hit.meta.freshness <= hit.meta.sie \
+        and not (hit.meta.flags & (FP_CC_MUST_REVALIDATE | FP_CC_PROXY_REVALIDATE
+                                   | FP_CC_S_MAXAGE))
+    if not (hit.meta.flags & FP_CP_HAS_VALIDATOR):
+        return
+    for i in range(self.head.num_headers):      # the client's own conditionals win
+        if self.head.headers[i].id == FP_H_IF_NONE_MATCH \
+                or self.head.headers[i].id == FP_H_IF_MODIFIED_SINCE:
+            return
+    out = b""
+    n = fp_cpath_field(<const char *>hit.head, hit.head_len, b"etag", 4, v, sizeof(v))
+    if 0 < n < sizeof(v):
+        out += b"If-None-Match: " + v[:n] + b"\r\n"
+    n = fp_cpath_field(<const char *>hit.head, hit.head_len, b"last-modified", 13, v, sizeof(v))
+    if 0 < n < sizeof(v):
+        out += b"If-Modified-Since: " + v[:n] + b"\r\n"
+    if out:
+        self.cvalidators = out
+
+
+cdef int cache_add_validators(ClientProtocol self) except -1:
+    """Into the rewritten request head in self.wb (a GET: no body follows)."""
+    if self.wb.len < 4 or self.wb.data[self.wb.len - 3] != b'\n':
+        return 0
+    self.wb.len -= 2
+    if fp_wbuf_put(&self.wb, <const char *>self.cvalidators, len(self.cvalidators)) \
+            or fp_wbuf_put(&self.wb, b"\r\n", 2):
+        raise MemoryError()
+    return 0
+
+
+cdef bint cache_revalidated(ClientProtocol c, UpstreamProtocol u, CacheRegion r,
+                            const char *p) except -1:
+    """The origin answered our validation with 304 (4.3.3, 4.3.4): refresh the
+    stored head and send the stored response (REVALIDATED) in place of the 304,
+    which is in u.out[hs:].  False: the entry is gone; the 304 goes through."""
+    cdef fp_cache_hit hit
+    cdef fp_cpath_resp resp
+    cdef fp_cache_meta meta
+    cdef int64_t now = c_time(NULL), age
+    cdef size_t hs = c.cmark_head
+    if cache_lookup(r, <const char *>c.ckey, len(c.ckey), c.cvary, FP_CACHE_NOCOUNT,
+                    &hit) != FP_CACHE_HIT:
+        return False
+    c.wb.len = 0
+    if fp_cpath_merge_304(&c.wb, <const char *>hit.head, hit.head_len, u.out.data + hs,
+                          u.out.len - hs) != 0:
+        cache_release(r, hit.pin)
+        raise MemoryError()
+    meta = hit.meta
+    cache_release(r, hit.pin)
+    fp_cpath_read_response(p, &u.head, now, &resp)
+    meta.request_time = c.creq_time
+    meta.response_time = now
+    meta.age_value = resp.age
+    if resp.date >= 0:
+        meta.date = resp.date
+    if resp.cc.flags or resp.has_expires:       # new freshness information
+        if resp.has_expires:
+            meta.expires = resp.expires
+        meta.freshness = fp_freshness_lifetime(&resp.cc, meta.status, meta.date, meta.expires,
+                                               meta.last_modified, now, c.route.heuristic_max)
+        meta.flags = resp.cc.flags | (meta.flags & FP_CP_HAS_VALIDATOR)
+        meta.swr = resp.cc.swr
+        meta.sie = resp.cc.sie
+    fp_cache_update_head(r.c, r.slot, <const char *>c.ckey, len(c.ckey), c.cvary, c.wb.data,
+                         c.wb.len, &meta)
+    if cache_lookup(r, <const char *>c.ckey, len(c.ckey), c.cvary, FP_CACHE_NOCOUNT,
+                    &hit) != FP_CACHE_HIT:
+        return False
+    age = fp_current_age(hit.meta.age_value, hit.meta.date, hit.meta.request_time,
+                         hit.meta.response_time, now)
+    u.out.len = hs
+    rc = fp_cpath_write_hit(&u.out, &hit, age, xc_name(XC_REVALIDATED) if c.route.x_cache
+                            else NULL, u.close_client, c.minor, c.method_id == FP_M_HEAD)
+    c.status = hit.meta.status
+    cache_release(r, hit.pin)
+    if rc != 0:
+        raise MemoryError()
+    return True
+
+
+cdef bint cache_stale_hit(ClientProtocol c, fp_wbuf *out, bint close) except -1:
+    """stale-if-error: write the remembered stale response into out."""
+    cdef CacheRegion r = CREGION
+    cdef fp_cache_hit hit
+    cdef int64_t age
+    if c.ckey is None or cache_lookup(r, <const char *>c.ckey, len(c.ckey), c.cvary,
+                                      FP_CACHE_NOCOUNT, &hit) != FP_CACHE_HIT:
+        return False
+    age = fp_current_age(hit.meta.age_value, hit.meta.date, hit.meta.request_time,
+                         hit.meta.response_time, c_time(NULL))
+    rc = fp_cpath_write_hit(out, &hit, age, xc_name(XC_STALE) if c.route.x_cache else NULL,
+                            close, c.minor, c.method_id == FP_M_HEAD)
+    c.status = hit.meta.status
+    cache_release(r, hit.pin)
+    if rc != 0:
+        raise MemoryError()
+    return True
+
+
+cdef bint cache_stale_on_error(ClientProtocol c) except -1:
+    """The origin could not be reached (or timed out): serve stale if allowed."""
+    if c.closed or c.response_started or not c.csie:
+        return False
+    c.wb.len = 0
+    if not cache_stale_hit(c, &c.wb, not c.keep_alive):
+        return False
+    c.csie = False
+    c.rt.error(c.peer, c.route.label, c.server.address if c.server is not None else None,
+               "origin failed; served a stale response (stale-if-error)")
+    c.write(PyBytes_FromStringAndSize(c.wb.data, c.wb.len))
+    cache_store_abort(c)
+    c.response_done()
+    return True

@@ -52,6 +52,11 @@ cdef class ClientProtocol(Conn):
     cdef bint cnofill           # the wait for another fill is over: go upstream
     cdef uint64_t cwaitfor      # key hash of the fill this request waits for
     cdef double cwait_until     # coalesced wait: give up at this monotonic time
+    cdef bytes cvalidators      # stale entry: If-None-Match / If-Modified-Since lines to add
+    cdef uint64_t cvary         # the stale entry's Vary hash
+    cdef fp_cache_meta cmeta    # the stale entry's meta
+    cdef bint csie              # the stale entry may be served on an error (stale-if-error)
+    cdef size_t cmark_head      # where the response head starts in the upstream's out
 
     def __cinit__(self, *args, **kwargs):
         self.head.headers = self.slots
@@ -207,8 +212,8 @@ cdef class ClientProtocol(Conn):
         self.enc_req.accept = 1
         self.enc_req.keep = 0
         self.cxc = XC_NONE
-        self.ckey = self.creq_head = None
-        self.cinval = False
+        self.ckey = self.creq_head = self.cvalidators = None
+        self.cinval = self.csie = False
 
     cdef start_request(self, size_t head_len):
         cdef const char *p = self.buf + self.start
@@ -357,6 +362,8 @@ cdef class ClientProtocol(Conn):
         self.wb.len = 0
         if fp_rewrite_request(&self.wb, p, &self.head, &rw) != 0:
             raise MemoryError()
+        if self.cvalidators is not None:
+            cache_add_validators(self)
         self.start += head_len
         if self.body_kind == FP_BODY_CHUNKED:
             fp_chunked_init(&self.chunk, 4096, 16384)
@@ -597,6 +604,8 @@ cdef class ClientProtocol(Conn):
         if self.closed:
             return
         if retryable and self.try_next(why):
+            return
+        if self.csie and cache_stale_on_error(self):
             return
         self.fail(status, why)
 

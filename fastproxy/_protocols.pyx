@@ -19,7 +19,7 @@ from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memchr
 
-from fastproxy.fp_cache cimport fp_cache_put
+from fastproxy.fp_cache cimport fp_cache_meta, fp_cache_put
 from fastproxy.fp_cache_policy cimport fp_cc
 from fastproxy._compress cimport (
     Policy, Transform, add_vary, request_codings, response_transform,

@@ -22,6 +22,7 @@ cdef class UpstreamProtocol(Conn):
     cdef fp_wbuf out
     cdef Transform tx           # compression of the body in progress, or None
     cdef size_t cmark           # out[cmark:] is body not yet given to the cache store
+    cdef bint cdiscard          # the client got a stale response instead: drop this body
 
     def __cinit__(self, *args, **kwargs):
         self.head.headers = self.slots
@@ -118,6 +119,7 @@ cdef class UpstreamProtocol(Conn):
         self.hint = 0
         self.requests += 1
         self.tx = None
+        self.cdiscard = False
         self.server.requests += 1
         self.rt.st.upstream_requests += 1
         self.rt.st.servers[self.server.stats_index].requests += 1
@@ -257,11 +259,11 @@ cdef class UpstreamProtocol(Conn):
                 c.out_coding = self.tx.coding
             elif vary:
                 add_vary(&self.out, hs)
-            if c.cxc:
-                cache_response_head(c, self, p, hs)
             self.start += <size_t>rc
             c.status = self.head.status
             c.response_started = True
+            if c.cxc:
+                cache_response_head(c, self, p, hs)
             self.ka = (self.fr.flags & FP_F_KEEP_ALIVE) != 0
             self.left = self.fr.length
             if kind == FP_BODY_CHUNKED:
@@ -314,7 +316,7 @@ cdef class UpstreamProtocol(Conn):
     cdef bint body_data(self, ClientProtocol c, const char *p, size_t n) except -1:
         """Body bytes toward the client: through the transform, as a chunk,
         or as they are.  False when the transform failed (answered)."""
-        if n == 0:
+        if n == 0 or self.cdiscard:
             return True
         if self.tx is not None:
             if self.tx.feed(&self.out, p, n) < 0:

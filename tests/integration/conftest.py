@@ -64,7 +64,8 @@ Fixtures (the interface is stable):
                              the body to N bytes with ``.``; ``etag=E`` sends ``ETag: "E"``
                              and answers 304 when If-None-Match names it; ``echo=Name``
                              appends `` Name=<request value>``; ``status=NNN``;
-                             ``delay=S`` sleeps S seconds first; ``hdr=`` as everywhere
+                             ``delay=S`` sleeps S seconds first; ``hdr=`` as everywhere;
+                             ``origin.cache_status = NNN`` makes every /cache/ answer NNN
       anything else          200, body ``f"{method} {target}"``
 
 ``make_proxy(config=None, *, merge=True, argv=None, cwd=None, env=None, wait_ready=True,
@@ -560,6 +561,7 @@ class Origin:
         self.extra_headers: list[tuple[str, str]] = []
         self.tls_context: ssl.SSLContext | None = None  # set: the origin speaks TLS
         self.cache_hits: dict[str, int] = {}  # /cache/...: requests per path
+        self.cache_status = 0  # /cache/...: answer with this status when set
         self.errors: list[str] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -583,7 +585,7 @@ class Origin:
         delay = float(q.get("delay", ["0"])[0])
         if delay:
             self._stop.wait(delay)
-        status = int(q.get("status", ["200"])[0])
+        status = self.cache_status or int(q.get("status", ["200"])[0])
         hdrs: list[tuple[str, str]] = []
         etag = q.get("etag", [None])[0]
         if etag:

@@ -400,3 +400,71 @@ def test_coalesced_waiters_go_upstream_when_not_storable(make_proxy: Any, origin
     answers = _burst(p.port, t, 10)
     assert all(a.startswith(b"HTTP/1.1 200") for a in answers)
     assert origin.cache_hits["/cache/private"] == 10
+
+
+def test_stale_entry_revalidated_with_etag(cproxy: Any, origin: Any, http_conn: Any) -> None:
+    # 4.3.1: a stale entry is validated with If-None-Match; 4.3.4: a 304
+    # refreshes the stored head and the stored body is served
+    c = http_conn(cproxy.port)
+    t = f"/cache/val?{CC}max-age=1&etag=e1&n=50"
+    r1 = get(c, t)
+    assert r1.header("X-Cache") == "MISS"
+    deadline = time.monotonic() + 5
+    while get(c, t).header("X-Cache") == "HIT" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    last = origin.requests[-1]
+    assert last.header("If-None-Match") == '"e1"'
+    # the refreshed entry is fresh again: HIT, same body, refreshed count header
+    r = get(c, t)
+    assert r.header("X-Cache") == "HIT" and r.body == r1.body
+    assert r.header("X-Origin-Count") == "2"  # the 304's field replaced the stored one
+
+
+def test_revalidated_response_is_sent_in_full(cproxy: Any, origin: Any, http_conn: Any) -> None:
+    c = http_conn(cproxy.port)
+    t = f"/cache/val2?{CC}max-age=1&etag=e2"
+    r1 = get(c, t)
+    for _ in range(50):
+        r = get(c, t)
+        if r.header("X-Cache") != "HIT":
+            break
+        time.sleep(0.1)
+    assert r.status == 200 and r.header("X-Cache") == "REVALIDATED"
+    assert r.body == r1.body and r.header("Content-Length") == str(len(r1.body))
+    assert c.roundtrip("HEAD", t).status == 200  # the connection is still in step
+
+
+def test_stale_if_error_on_5xx(cproxy: Any, origin: Any, http_conn: Any) -> None:
+    # RFC 5861 4: stale-if-error serves the stale entry on an origin 5xx
+    c = http_conn(cproxy.port)
+    cc = urllib.parse.quote("max-age=1, stale-if-error=60")
+    t = f"/cache/sie?hdr=Cache-Control:{cc}&n=3000"
+    r1 = get(c, t)
+    time.sleep(1.2)
+    origin.cache_status = 503
+    r = get(c, t)
+    assert r.status == 200 and r.header("X-Cache") == "STALE" and r.body == r1.body
+    assert origin.cache_hits["/cache/sie"] == 2  # the origin was asked
+    r = get(c, "/cache/sie-other")  # nothing stored: the 503 goes through
+    assert r.status == 503
+    # without stale-if-error the error goes through too
+    origin.cache_status = 0
+    t2 = f"/cache/nosie?{CC}max-age=1"
+    get(c, t2)
+    time.sleep(1.2)
+    origin.cache_status = 500
+    assert get(c, t2).status == 500
+
+
+def test_stale_if_error_on_connection_failure(make_proxy: Any, origin: Any, http_conn: Any) -> None:
+    cfg = _cfg(origin)
+    cfg["upstreams"] = {"app": {"servers": [origin.address], "retries": 0}}
+    p = make_proxy(cfg)
+    c = http_conn(p.port)
+    cc = urllib.parse.quote("max-age=1, stale-if-error=60")
+    t = f"/cache/sie2?hdr=Cache-Control:{cc}"
+    r1 = get(c, t)
+    time.sleep(1.3)
+    origin.stop()  # connection refused from now on
+    r = get(c, t)
+    assert r.status == 200 and r.header("X-Cache") == "STALE" and r.body == r1.body
