@@ -173,7 +173,10 @@ cdef bint cache_request(ClientProtocol self, const char *p, size_t head_len, con
                         fp_cpath_not_modified(p, &self.head, &hit, now))
             return True
         if verdict == FP_CP_STALE_OK or verdict == FP_CP_SWR:
-            # 4.2.4 / RFC 5861: stale, and allowed to be (no refresh yet)
+            # 4.2.4 / RFC 5861: stale, and allowed to be; within
+            # stale-while-revalidate a refresh starts in the background (once)
+            if verdict == FP_CP_SWR:
+                cache_refresh(self, r, p, head_len)
             cache_serve(self, r, &hit, age, XC_STALE, head_len, False)
             return True
         cache_note_stale(self, &hit, p, age)
@@ -589,3 +592,80 @@ cdef bint cache_stale_on_error(ClientProtocol c) except -1:
     cache_store_abort(c)
     c.response_done()
     return True
+
+
+# ---- stale-while-revalidate: the background refresh (RFC 5861 3) -----------------------
+
+cdef set LOCAL_REFRESH = set()  # key hashes this worker is refreshing
+
+
+cdef cache_refresh(ClientProtocol self, CacheRegion r, const char *p, size_t head_len):
+    """Refresh a stale entry once: the fill claim (shared by every worker)
+    picks who does it; the refresh is the same request, marked no-cache, run
+    through the data plane on a connection with no client behind it, so it
+    is validated, stored and counted like any request."""
+    cdef int64_t deadline = 0
+    cdef uint64_t h = fp_cache_hash(self.wb.data, self.wb.len)
+    if h in LOCAL_REFRESH or h in LOCAL_FILLS:
+        return
+    if fp_cache_fill_claim(r.c, h, PID, mono_ms(), <int64_t>(self.route.lock_timeout * 1000),
+                           &deadline) != FP_FILL_OWNER:
+        return                  # another worker refreshes it (or fetches it)
+    LOCAL_REFRESH.add(h)
+    req = PyBytes_FromStringAndSize(p, head_len - 2) \
+        + b"Cache-Control: no-cache\r\nConnection: close\r\n\r\n"
+    self.rt.loop.call_soon(_run_refresh, self.rt, self.listener, req, h)
+
+
+class _RefreshTransport:
+    """A transport with nobody behind it: the refresh's response is dropped
+    (the cache keeps it)."""
+
+    def __init__(self, proto, h):
+        self.proto = proto
+        self.h = h
+        self.closed = False
+
+    def write(self, data):
+        pass
+
+    def close(self):
+        if not self.closed:
+            self.closed = True
+            LOCAL_REFRESH.discard(self.h)
+            self.proto.connection_lost(None)
+
+    abort = close
+
+    def get_extra_info(self, name, default=None):
+        return ("127.0.0.1", 0) if name in ("peername", "sockname") else default
+
+    def pause_reading(self):
+        pass
+
+    def resume_reading(self):
+        pass
+
+    def is_closing(self):
+        return self.closed
+
+    def can_write_eof(self):
+        return False
+
+
+def _run_refresh(Runtime rt, listener, bytes req, h):
+    proto = ClientProtocol(rt, listener)
+    t = _RefreshTransport(proto, h)
+    try:
+        proto.connection_made(t)
+        at = 0
+        while at < len(req) and not t.closed:
+            view = memoryview(proto.get_buffer(len(req) - at))
+            n = min(len(view), len(req) - at)
+            view[:n] = req[at:at + n]
+            view.release()
+            at += n
+            proto.buffer_updated(n)
+    except Exception:
+        rt.log.exception("cache refresh")
+        t.close()

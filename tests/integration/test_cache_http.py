@@ -468,3 +468,24 @@ def test_stale_if_error_on_connection_failure(make_proxy: Any, origin: Any, http
     origin.stop()  # connection refused from now on
     r = get(c, t)
     assert r.status == 200 and r.header("X-Cache") == "STALE" and r.body == r1.body
+
+
+def test_stale_while_revalidate_refreshes_once(cproxy: Any, origin: Any, http_conn: Any) -> None:
+    # RFC 5861 3: stale within stale-while-revalidate is served (STALE) and
+    # refreshed in the background, once however many requests see it stale
+    c = http_conn(cproxy.port)
+    cc = urllib.parse.quote("max-age=1, stale-while-revalidate=60")
+    t = f"/cache/swr?hdr=Cache-Control:{cc}"
+    assert get(c, t).body == b"/cache/swr #1\n"
+    time.sleep(1.2)
+    answers = [get(c, t) for _ in range(5)]
+    assert answers[0].header("X-Cache") == "STALE"
+    assert answers[0].body == b"/cache/swr #1\n"
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        r = get(c, t)
+        if r.header("X-Cache") == "HIT" and r.body == b"/cache/swr #2\n":
+            break
+        time.sleep(0.05)
+    assert r.body == b"/cache/swr #2\n" and r.header("X-Cache") == "HIT"
+    assert origin.cache_hits["/cache/swr"] == 2
