@@ -489,3 +489,30 @@ def test_stale_while_revalidate_refreshes_once(cproxy: Any, origin: Any, http_co
         time.sleep(0.05)
     assert r.body == b"/cache/swr #2\n" and r.header("X-Cache") == "HIT"
     assert origin.cache_hits["/cache/swr"] == 2
+
+
+def test_compressed_variants_one_per_coding(make_proxy: Any, origin: Any, http_conn: Any) -> None:
+    # issue 9 with the cache: each content-coding is its own variant, stored
+    # once as the client got it and served without recompressing; an identity
+    # client gets the identity variant
+    import gzip
+
+    cfg = _cfg(origin)
+    cfg["compression"] = {"enabled": True, "algorithms": ["gzip", "br"]}
+    p = make_proxy(cfg)
+    c = http_conn(p.port)
+    t = f"/cache/comp?{CC}max-age=60&n=4000"
+    plain = get(c, t, headers=[("Accept-Encoding", "identity")])
+    assert plain.header("Content-Encoding") is None and plain.header("X-Cache") == "MISS"
+    gz = get(c, t, headers=[("Accept-Encoding", "gzip")])
+    assert gz.header("Content-Encoding") == "gzip" and gz.header("X-Cache") == "MISS"
+    assert gzip.decompress(gz.body) == plain.body.replace(b"#1", b"#2")
+    # another spelling that negotiates gzip too: the same stored variant
+    r = get(c, t, headers=[("Accept-Encoding", "deflate, gzip;q=0.9")])
+    assert r.header("X-Cache") == "HIT" and r.body == gz.body
+    assert r.header("Content-Encoding") == "gzip" and "Accept-Encoding" in r.header("Vary")
+    r = get(c, t)  # no Accept-Encoding: identity
+    assert r.header("X-Cache") == "HIT" and r.body == plain.body
+    assert get(c, t, headers=[("Accept-Encoding", "br")]).header("X-Cache") == "MISS"
+    assert get(c, t, headers=[("Accept-Encoding", "br")]).header("X-Cache") == "HIT"
+    assert origin.cache_hits["/cache/comp"] == 3
