@@ -21,7 +21,7 @@ from fastproxy.fp_cache cimport (
     FP_CACHE_ANY_VARIANT, FP_CACHE_HIT, FP_CACHE_NOCOUNT, FP_CACHE_NOTOUCH, FP_CACHE_OK,
     FP_FILL_OWNER, FP_FILL_WAIT, fp_cache_delete, fp_cache_fill_claim, fp_cache_fill_done,
     fp_cache_fill_pending, fp_cache_hash, fp_cache_hit, fp_cache_meta, fp_cache_purge_prefix,
-    fp_cache_update_head,
+    fp_cache_count, fp_cache_update_head,
 )
 from fastproxy.fp_cache_policy cimport (
     FP_CC_MUST_REVALIDATE, FP_CC_NO_STORE, FP_CC_ONLY_IF_CACHED, FP_CC_PROXY_REVALIDATE,
@@ -156,7 +156,8 @@ cdef bint cache_request(ClientProtocol self, const char *p, size_t head_len, con
     now = c_time(NULL)
     # Newest variant of the URL: no Vary (the common case) is the answer;
     # otherwise its Vary names the request fields of the secondary key (4.1).
-    if cache_lookup(r, self.wb.data, self.wb.len, 0, FP_CACHE_ANY_VARIANT, &hit) == FP_CACHE_HIT:
+    if cache_lookup(r, self.wb.data, self.wb.len, 0, FP_CACHE_ANY_VARIANT | FP_CACHE_NOCOUNT,
+                    &hit) == FP_CACHE_HIT:
         if hit.meta.vary_hash != 0:
             vn = fp_cpath_field(<const char *>hit.head, hit.head_len, b"vary", 4, vary,
                                 sizeof(vary))
@@ -169,6 +170,7 @@ cdef bint cache_request(ClientProtocol self, const char *p, size_t head_len, con
                     return cache_miss(self, p, head_len, now, nofill)
         verdict = fp_cpath_judge(&hit.meta, &self.creq, now, &age)
         if verdict == FP_CP_FRESH:
+            fp_cache_count(r.c, 1, 0)
             cache_serve(self, r, &hit, age, XC_HIT, head_len,
                         fp_cpath_not_modified(p, &self.head, &hit, now))
             return True
@@ -177,6 +179,7 @@ cdef bint cache_request(ClientProtocol self, const char *p, size_t head_len, con
             # stale-while-revalidate a refresh starts in the background (once)
             if verdict == FP_CP_SWR:
                 cache_refresh(self, r, p, head_len)
+            fp_cache_count(r.c, 1, 0)
             cache_serve(self, r, &hit, age, XC_STALE, head_len, False)
             return True
         cache_note_stale(self, &hit, p, age)
@@ -188,18 +191,19 @@ cdef bint cache_miss(ClientProtocol self, const char *p, size_t head_len,
                      int64_t now, bint nofill) except -1:
     if self.creq.flags & FP_CC_ONLY_IF_CACHED:
         # 5.2.1.7: nothing stored that may be used: 504
+        fp_cache_count(CREGION.c, 0, 1)
         self.status = 504
         self.local(504, b"504 Gateway Timeout: not in the cache (only-if-cached)\n",
                    EMPTY, head_len)
         return True
     self.cxc = XC_MISS
     self.creq_time = now
-    if self.creq.flags & FP_CC_NO_STORE:            # 5.2.1.5: the request forbids storing
-        return False
-    self.ckey = PyBytes_FromStringAndSize(self.wb.data, self.wb.len)
-    self.creq_head = PyBytes_FromStringAndSize(p, head_len)
-    if self.method_id == FP_M_GET and not nofill:
-        return cache_coalesce(self)
+    if not (self.creq.flags & FP_CC_NO_STORE):      # 5.2.1.5: the request forbids storing
+        self.ckey = PyBytes_FromStringAndSize(self.wb.data, self.wb.len)
+        self.creq_head = PyBytes_FromStringAndSize(p, head_len)
+        if self.method_id == FP_M_GET and not nofill and cache_coalesce(self):
+            return True         # waiting: counted when it runs again
+    fp_cache_count(CREGION.c, 0, 1)
     return False
 
 

@@ -516,3 +516,28 @@ def test_compressed_variants_one_per_coding(make_proxy: Any, origin: Any, http_c
     assert get(c, t, headers=[("Accept-Encoding", "br")]).header("X-Cache") == "MISS"
     assert get(c, t, headers=[("Accept-Encoding", "br")]).header("X-Cache") == "HIT"
     assert origin.cache_hits["/cache/comp"] == 3
+
+
+def test_counters_one_per_request(make_proxy: Any, origin: Any, http_conn: Any) -> None:
+    # hits: requests answered from the cache (HIT, STALE, 304); misses: requests
+    # that went to the origin, whatever number of lookups each took
+    port = _free_port()
+    cfg = _cfg(origin)
+    cfg["admin"] = {"listen": f"127.0.0.1:{port}"}
+    p = make_proxy(cfg)
+    p.wait_log(r"admin endpoint on", timeout=10)
+    c = http_conn(p.port)
+    t = f"/cache/cnt?{CC}max-age=60&hdr=Vary:Accept-Language"
+    get(c, t, headers=[("Accept-Language", "en")])  # miss
+    get(c, t, headers=[("Accept-Language", "en")])  # hit
+    get(c, t, headers=[("Accept-Language", "fr")])  # miss (other variant)
+    get(c, t, headers=[("Accept-Language", "fr")])  # hit
+    c.roundtrip("OPTIONS", t)  # bypass: not counted
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET /status HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    doc = json.loads(data.split(b"\r\n\r\n", 1)[1])
+    assert doc["cache"]["hits"] == 2 and doc["cache"]["misses"] == 2
+    assert doc["cache"]["stores"] == 2
