@@ -541,3 +541,34 @@ def test_counters_one_per_request(make_proxy: Any, origin: Any, http_conn: Any) 
     doc = json.loads(data.split(b"\r\n\r\n", 1)[1])
     assert doc["cache"]["hits"] == 2 and doc["cache"]["misses"] == 2
     assert doc["cache"]["stores"] == 2
+
+
+@pytest.mark.parametrize(
+    "cc, second",
+    [
+        ("s-maxage=60, max-age=0", "HIT"),  # 5.2.2.10: s-maxage wins for a shared cache
+        ("max-age=60, s-maxage=0", "MISS"),
+        ("public", "MISS"),  # public alone: storable, but no freshness for a 200 (4.2.2)
+        ("max-age=60, no-transform", "HIT"),
+    ],
+)
+def test_response_freshness_directives(
+    cproxy: Any, origin: Any, http_conn: Any, cc: str, second: str
+) -> None:
+    c = http_conn(cproxy.port)
+    t = "/cache/fd?hdr=Cache-Control:" + urllib.parse.quote(cc)
+    get(c, t)
+    assert get(c, t).header("X-Cache") == second
+
+
+def test_response_no_cache_is_validated_every_time(
+    cproxy: Any, origin: Any, http_conn: Any
+) -> None:
+    # 5.2.2.4: no-cache may be stored but must be validated before each use
+    c = http_conn(cproxy.port)
+    t = "/cache/nc?hdr=Cache-Control:no-cache&etag=n1"
+    r1 = get(c, t)
+    r2 = get(c, t)
+    assert r2.header("X-Cache") == "REVALIDATED" and r2.body == r1.body
+    assert origin.requests[-1].header("If-None-Match") == '"n1"'
+    assert get(c, t).header("X-Cache") == "REVALIDATED"
