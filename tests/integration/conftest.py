@@ -65,7 +65,8 @@ Fixtures (the interface is stable):
                              and answers 304 when If-None-Match names it; ``echo=Name``
                              appends `` Name=<request value>``; ``status=NNN``;
                              ``delay=S`` sleeps S seconds first; ``hdr=`` as everywhere;
-                             ``origin.cache_status = NNN`` makes every /cache/ answer NNN
+                             ``origin.cache_status = NNN`` makes every /cache/ answer NNN;
+                             ``cut=K`` sends all but the last K body bytes, then closes
       anything else          200, body ``f"{method} {target}"``
 
 ``make_proxy(config=None, *, merge=True, argv=None, cwd=None, env=None, wait_ready=True,
@@ -573,6 +574,7 @@ class Origin:
 
     def _cacheable(
         self,
+        conn: socket.socket,
         path: str,
         q: dict[str, list[str]],
         headers: list[tuple[str, str]],
@@ -600,7 +602,13 @@ class Origin:
             text += f" {vary}={_get(headers, vary)}"
         size = int(q.get("n", ["0"])[0])
         data = (text + "\n").encode().ljust(size, b".")
-        simple(status, data, hdrs + [("Content-Type", "text/plain"), ("X-Origin-Count", str(n))])
+        hdrs += [("Content-Type", "text/plain"), ("X-Origin-Count", str(n))]
+        cut = int(q.get("cut", ["0"])[0])
+        if cut:  # announce the whole body, send all but `cut` bytes, close
+            send_head(status, [("Content-Length", str(len(data)))] + hdrs)
+            conn.sendall(data[:-cut])
+            raise _CloseConn
+        simple(status, data, hdrs)
 
     def reset(self) -> None:
         with self._lock:
@@ -761,7 +769,7 @@ class Origin:
                 conn.sendall(data)
 
         if path.startswith("/cache/"):
-            self._cacheable(path, q, headers, simple, send_head)
+            self._cacheable(conn, path, q, headers, simple, send_head)
         elif path == "/echo" or path == "/continue":
             simple(200, body, [("Content-Type", "application/octet-stream")])
         elif path == "/bytes":

@@ -572,3 +572,17 @@ def test_response_no_cache_is_validated_every_time(
     assert r2.header("X-Cache") == "REVALIDATED" and r2.body == r1.body
     assert origin.requests[-1].header("If-None-Match") == '"n1"'
     assert get(c, t).header("X-Cache") == "REVALIDATED"
+
+
+def test_response_cut_short_is_not_stored(cproxy: Any, origin: Any, http_conn: Any) -> None:
+    # the store is committed only when the whole body arrived
+    t = f"/cache/cut?{CC}max-age=60&n=20000&cut=5000"
+    c = http_conn(cproxy.port)
+    c.request("GET", t)
+    with pytest.raises(Exception):  # noqa: B017 - the proxy cuts the connection
+        c.read_response()
+    c2 = http_conn(cproxy.port)
+    c2.request("GET", t)
+    with pytest.raises(Exception):  # noqa: B017
+        c2.read_response()
+    assert origin.cache_hits["/cache/cut"] == 2
