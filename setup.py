@@ -84,7 +84,11 @@ extensions = [
     ext("fastproxy._stats", "fastproxy/_stats.pyx", ["csrc/fp_stats.c", "csrc/fp_peer.c"]),
     ext("fastproxy._cache", "fastproxy/_cache.pyx", CACHE_C),
     ext("fastproxy._cache_policy", "fastproxy/_cache_policy.pyx", CACHE_POLICY_C),
-    ext("fastproxy._protocols", "fastproxy/_protocols.pyx", DATA_PLANE_C),
+    ext(
+        "fastproxy._protocols",
+        "fastproxy/_protocols.pyx",
+        [*DATA_PLANE_C, *CACHE_C, *CACHE_POLICY_C, "csrc/fp_cache_path.c"],
+    ),
     ext("fastproxy._rewrite", "fastproxy/_rewrite.pyx", DATA_PLANE_C),
     ext("fastproxy._compress", "fastproxy/_compress.pyx", [*PARSER_C, "csrc/fp_encoding.c"]),
 ]

@@ -117,6 +117,9 @@ class Scenario:
     tls: bool = False  # clients speak TLS to both proxies (same cert and ciphers)
     fastproxy_only: bool = False  # nothing comparable in nginx (br, zstd): no nginx rounds
     identity_len: int | None = None  # body size before compression, for the ratio
+    # extra directives in the nginx proxy's http {} block; "{prefix}" and "{name}" are
+    # replaced by the instance's private directory and name (proxy_cache_path)
+    nginx_http_conf: str = ""
 
 
 SCENARIOS: dict[str, Scenario] = {}
@@ -221,6 +224,46 @@ for _algo in ("gzip", "br", "zstd"):
     for _name, _size in (("16k", 16 << 10), ("256k", 256 << 10)):
         register(_compression_scenario(_algo, _name, _size))
 
+
+def _cache_scenario(name: str, file: str, size: int) -> Scenario:
+    """Cache hits: the origin marks the file cacheable for an hour, both proxies store
+    it on the first request (the preflight) and answer every measured request from
+    their cache.  nginx proxy_cache mirrors the [cache] / route settings."""
+    loc = f"/cached-{name}/"
+    return Scenario(
+        f"cache_{name}",
+        f"{loc}{file}",
+        f"keep-alive GET, {name.upper().replace('K', ' KiB').replace('B', ' B')} body, "
+        "cache hit (fastproxy cache vs nginx proxy_cache)",
+        size,
+        origin_conf=(
+            f"        location {loc} {{\n"
+            f"            rewrite ^{loc}(.*)$ /$1 break;\n"
+            '            add_header Cache-Control "max-age=3600";\n'
+            "        }\n"
+        ),
+        nginx_http_conf=(
+            # [cache] size = "256MiB"; files under the instance's private prefix
+            "    proxy_cache_path {prefix}/{name}-cache levels=1:2 keys_zone=fpcache:16m\n"
+            "                     max_size=256m inactive=60m use_temp_path=off;\n"
+        ),
+        nginx_conf=(
+            "            proxy_cache fpcache;       # [[routes]] cache = true\n"
+            "            proxy_cache_key $scheme://$http_host$request_uri;  # default cache_key\n"
+            "            proxy_cache_lock on;       # request coalescing\n"
+            '            proxy_cache_lock_timeout 5s;   # [cache] lock_timeout = "5s"\n'
+            "            # freshness from the origin's Cache-Control: max-age=3600, as fastproxy\n"
+        ),
+        fastproxy_conf={
+            "cache": {"size": "256MiB", "lock_timeout": "5s"},
+            "routes": [{"path_prefix": "/", "upstream": "app", "cache": True}],
+        },
+    )
+
+
+register(_cache_scenario("100b", "100b", 100))
+register(_cache_scenario("16k", "16k", 16 << 10))
+
 register(Scenario("tls_ka_100b", "/100b", "TLS, keep-alive GET, 100 B body", 100, tls=True))
 register(
     Scenario(
@@ -303,7 +346,8 @@ def nginx_proxy_conf(
         "        keepalive_timeout 60s;         # fastproxy upstream keepalive_timeout default\n"
         "        keepalive_requests 1000;       # fastproxy upstream keepalive_requests default\n"
         "    }\n"
-        "    server {\n"
+        + s.nginx_http_conf.replace("{prefix}", str(prefix)).replace("{name}", name)
+        + "    server {\n"
         f"        listen 127.0.0.1:{port}{' ssl' if s.tls else ''};  # [server] listen\n"
         f"{tls}"
         '        location / {                   # [[routes]] path_prefix = "/"\n'

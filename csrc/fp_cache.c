@@ -622,6 +622,13 @@ long fp_cache_purge_prefix(fp_cache *c, const void *prefix, size_t plen)
 
 /* ------------------------------------------------------------------ stats */
 
+void fp_cache_count(fp_cache *c, uint64_t hits, uint64_t misses)
+{
+    /* No lock: the request path counts its decision once per request. */
+    if (hits) __atomic_fetch_add(&c->st.hits, hits, __ATOMIC_RELAXED);
+    if (misses) __atomic_fetch_add(&c->st.misses, misses, __ATOMIC_RELAXED);
+}
+
 void fp_cache_get_stats(const fp_cache *c, fp_cache_stats *out)
 {
     *out = c->st;  /* aligned 64-bit loads; a torn snapshot across fields is fine */

@@ -140,6 +140,9 @@ long fp_cache_delete(fp_cache *c, const void *key, size_t klen);          /* all
 long fp_cache_purge_prefix(fp_cache *c, const void *prefix, size_t plen);
 
 void fp_cache_get_stats(const fp_cache *c, fp_cache_stats *out);
+/* The request path's own counting (its lookups use FP_CACHE_NOCOUNT): one hit
+ * or miss per request, whatever number of lookups it took.  Atomic, no lock. */
+void fp_cache_count(fp_cache *c, uint64_t hits, uint64_t misses);
 /* Consistency check: 0 = fine, else -1 with a reason in err. */
 int fp_cache_check(fp_cache *c, char *err, size_t errlen);
 /* Keys of the LRU list, most recent first, NUL-separated into buf (tests). */

@@ -38,6 +38,25 @@ cdef class ClientProtocol(Conn):
     cdef bint redirect_https
     cdef fp_enc_req enc_req     # compression: what this request accepts (_compress)
     cdef int out_coding         # FP_ENC_* of the body being sent (cache seam)
+    # the cache's request path (_cache_path.pxi)
+    cdef int cxc                # X-Cache value for an upstream answer, XC_NONE: none
+    cdef bytes ckey             # key this response may be stored under (or invalidates)
+    cdef bytes creq_head        # the request head, for the Vary key at store time
+    cdef bint cinval            # unsafe method: success invalidates ckey (RFC 9111 4.4)
+    cdef bint cstoring          # cput is a store in progress
+    cdef fp_cache_put cput
+    cdef fp_cc creq             # request Cache-Control (5.2.1)
+    cdef int chas_auth
+    cdef int64_t creq_time
+    cdef uint64_t cfill         # key hash whose fill claim this request owns, 0 = none
+    cdef bint cnofill           # the wait for another fill is over: go upstream
+    cdef uint64_t cwaitfor      # key hash of the fill this request waits for
+    cdef double cwait_until     # coalesced wait: give up at this monotonic time
+    cdef bytes cvalidators      # stale entry: If-None-Match / If-Modified-Since lines to add
+    cdef uint64_t cvary         # the stale entry's Vary hash
+    cdef fp_cache_meta cmeta    # the stale entry's meta
+    cdef bint csie              # the stale entry may be served on an error (stale-if-error)
+    cdef size_t cmark_head      # where the response head starts in the upstream's out
 
     def __cinit__(self, *args, **kwargs):
         self.head.headers = self.slots
@@ -107,6 +126,7 @@ cdef class ClientProtocol(Conn):
         self.state = C_CLOSED
         self.rt.conns.discard(self)
         self.rt.st.connections_active -= 1
+        cache_store_abort(self)
         self.end_server(FP_PEER_NEUTRAL)
         if self.up is not None:
             up, self.up = self.up, None
@@ -191,6 +211,9 @@ cdef class ClientProtocol(Conn):
         self.enc_req.choice = self.out_coding = 0
         self.enc_req.accept = 1
         self.enc_req.keep = 0
+        self.cxc = XC_NONE
+        self.ckey = self.creq_head = self.cvalidators = None
+        self.cinval = self.csie = False
 
     cdef start_request(self, size_t head_len):
         cdef const char *p = self.buf + self.start
@@ -297,6 +320,8 @@ cdef class ClientProtocol(Conn):
                     q + 1, tl - (q - t) - 1)
             self.local(route.redirect_status, EMPTY, b"Location: " + loc + b"\r\n", head_len)
             return
+        if route.cache and cache_request(self, p, head_len, host, hl, t, tl, q):
+            return
         ups = route.upstream
         try:
             self.server = ups.pick(p, &self.head, self.peer_ip, t, tl)
@@ -337,6 +362,8 @@ cdef class ClientProtocol(Conn):
         self.wb.len = 0
         if fp_rewrite_request(&self.wb, p, &self.head, &rw) != 0:
             raise MemoryError()
+        if self.cvalidators is not None:
+            cache_add_validators(self)
         self.start += head_len
         if self.body_kind == FP_BODY_CHUNKED:
             fp_chunked_init(&self.chunk, 4096, 16384)
@@ -578,6 +605,8 @@ cdef class ClientProtocol(Conn):
             return
         if retryable and self.try_next(why):
             return
+        if self.csie and cache_stale_on_error(self):
+            return
         self.fail(status, why)
 
     cdef bint try_next(self, str why):
@@ -640,6 +669,7 @@ cdef class ClientProtocol(Conn):
         """Count the request once (by status class, overall and per route),
         then write its access-log line when logging is on."""
         cdef int cls
+        cache_store_abort(self)     # a store still open here did not complete
         self.end_server(FP_PEER_NEUTRAL)
         if not self.counted:
             self.counted = True

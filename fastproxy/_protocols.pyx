@@ -19,6 +19,8 @@ from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memchr
 
+from fastproxy.fp_cache cimport fp_cache_meta, fp_cache_put
+from fastproxy.fp_cache_policy cimport fp_cc
 from fastproxy._compress cimport (
     Policy, Transform, add_vary, request_codings, response_transform,
 )
@@ -110,6 +112,7 @@ cdef int put_chunk(fp_wbuf *w, const char *p, size_t n) except -1:
 # methods, so they stay one extension module).
 include "_client.pxi"
 include "_upstream.pxi"
+include "_cache_path.pxi"
 
 
 async def open_upstream(Runtime rt, Server server, Upstream upstream, ClientProtocol client):

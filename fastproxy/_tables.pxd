@@ -1,7 +1,7 @@
 # Compiled configuration the data plane reads per request: routes, upstreams,
 # servers with their keep-alive pools, header rules as C arrays.  Python
 # builds these once per config (build_router); protocols only read them.
-from libc.stdint cimport uint8_t, uint64_t
+from libc.stdint cimport int64_t, uint8_t, uint64_t
 
 from fastproxy.fp_http1 cimport fp_head
 from fastproxy.fp_lb cimport fp_lb
@@ -95,6 +95,16 @@ cdef class Route:
     cdef HeaderRules req_rules
     cdef HeaderRules resp_rules
     cdef readonly object compress   # fastproxy._compress.Policy, None = off
+    # The cache (docs/cache.md "Request path"): on for this route when
+    # `cache = true` and [cache] exists; the key and the [cache] options the
+    # request path reads per request.
+    cdef readonly bint cache
+    cdef readonly bint cache_query      # cache_key.query
+    cdef readonly tuple cache_headers   # cache_key.headers: lower-case bytes names
+    cdef readonly bint x_cache          # [cache] x_cache_header
+    cdef readonly bint cache_set_cookie  # [cache] store_set_cookie
+    cdef readonly int64_t heuristic_max  # [cache] heuristic_max, seconds
+    cdef readonly double lock_timeout   # [cache] lock_timeout, seconds
 
 
 cdef class Router:

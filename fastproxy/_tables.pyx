@@ -443,6 +443,24 @@ cdef class Route:
         self.resp_rules = HeaderRules(cfg.response_headers)
         comp = getattr(cfg, "compression", None)
         self.compress = Policy(comp) if comp is not None and comp.active else None
+        ck = getattr(cfg, "cache_key", None)
+        self.cache = bool(getattr(cfg, "cache", False))
+        self.cache_query = ck.query if ck is not None else True
+        self.cache_headers = tuple(h.lower().encode() for h in ck.headers) if ck else ()
+        self.x_cache = False
+        self.cache_set_cookie = False
+        self.heuristic_max = 86400
+        self.lock_timeout = 5.0
+
+    def _cache_options(self, cc):
+        """[cache] options (Router): off without a [cache] section."""
+        if cc is None:
+            self.cache = False
+            return
+        self.x_cache = cc.x_cache_header
+        self.cache_set_cookie = cc.store_set_cookie
+        self.heuristic_max = int(cc.heuristic_max)
+        self.lock_timeout = cc.lock_timeout
 
 
 PATH_ERRORS = {FP_PATH_BAD_ESCAPE: "bad percent-escape", FP_PATH_NUL: "encoded NUL",
@@ -492,6 +510,7 @@ cdef class Router:
         for i, rc in enumerate(config.routes):
             r = Route(i, rc, self.upstreams.get(rc.upstream) if rc.upstream else None,
                       self.index)
+            r._cache_options(getattr(config, "cache", None))
             if not r.host:
                 self.any_host.append(r)
             elif r.wildcard:

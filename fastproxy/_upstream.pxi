@@ -21,6 +21,8 @@ cdef class UpstreamProtocol(Conn):
     cdef double idle_since
     cdef fp_wbuf out
     cdef Transform tx           # compression of the body in progress, or None
+    cdef size_t cmark           # out[cmark:] is body not yet given to the cache store
+    cdef bint cdiscard          # the client got a stale response instead: drop this body
 
     def __cinit__(self, *args, **kwargs):
         self.head.headers = self.slots
@@ -74,8 +76,10 @@ cdef class UpstreamProtocol(Conn):
             if self.fr.kind == FP_BODY_UNTIL_CLOSE:
                 self.out.len = 0        # EOF is this body's legitimate end
                 if self.body_end(c):
+                    cache_tap(c, self)
                     if self.out.len:
                         c.write(PyBytes_FromStringAndSize(self.out.data, self.out.len))
+                    cache_store_end(c)
                     c.end_server(FP_PEER_FAIL if c.status >= 500 and self.upstream.fail_on_5xx
                                  else FP_PEER_OK, f"status {c.status}")
                     c.response_done()
@@ -115,6 +119,7 @@ cdef class UpstreamProtocol(Conn):
         self.hint = 0
         self.requests += 1
         self.tx = None
+        self.cdiscard = False
         self.server.requests += 1
         self.rt.st.upstream_requests += 1
         self.rt.st.servers[self.server.stats_index].requests += 1
@@ -167,6 +172,7 @@ cdef class UpstreamProtocol(Conn):
                 c.set_deadline(T_TUNNEL, self.rt.ws_timeout)
         finally:
             self.consumed_all()
+        cache_tap(c, self)
         if self.out.len and self.client is not None:
             c.write(PyBytes_FromStringAndSize(self.out.data, self.out.len))
         if self.state == U_BODY:
@@ -256,6 +262,8 @@ cdef class UpstreamProtocol(Conn):
             self.start += <size_t>rc
             c.status = self.head.status
             c.response_started = True
+            if c.cxc:
+                cache_response_head(c, self, p, hs)
             self.ka = (self.fr.flags & FP_F_KEEP_ALIVE) != 0
             self.left = self.fr.length
             if kind == FP_BODY_CHUNKED:
@@ -308,7 +316,7 @@ cdef class UpstreamProtocol(Conn):
     cdef bint body_data(self, ClientProtocol c, const char *p, size_t n) except -1:
         """Body bytes toward the client: through the transform, as a chunk,
         or as they are.  False when the transform failed (answered)."""
-        if n == 0:
+        if n == 0 or self.cdiscard:
             return True
         if self.tx is not None:
             if self.tx.feed(&self.out, p, n) < 0:
@@ -347,6 +355,7 @@ cdef class UpstreamProtocol(Conn):
         c.upstream_failed(502, why)
 
     cdef flush(self, ClientProtocol c):
+        cache_tap(c, self)
         if self.out.len:
             c.write(PyBytes_FromStringAndSize(self.out.data, self.out.len))
             self.out.len = 0
@@ -363,6 +372,7 @@ cdef class UpstreamProtocol(Conn):
         let the client move on (its next pipelined request may write)."""
         cdef Upstream u = self.upstream
         self.flush(c)
+        cache_store_end(c)
         self.client = None
         fp_stats_time(&self.rt.st.servers[self.server.stats_index],
                       <uint64_t>((monotonic() - c.t_upstream) * 1e6))

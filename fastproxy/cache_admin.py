@@ -82,8 +82,18 @@ def purge(cache: _Store, body: bytes) -> tuple[int, dict[str, Any]]:
 
 # (metric name, kind, help, stats key)
 METRICS = (
-    ("fastproxy_cache_hits_total", "counter", "Cache lookups that found a response.", "hits"),
-    ("fastproxy_cache_misses_total", "counter", "Cache lookups that found nothing.", "misses"),
+    (
+        "fastproxy_cache_hits_total",
+        "counter",
+        "Requests answered from the cache (HIT, STALE, 304 from a stored response).",
+        "hits",
+    ),
+    (
+        "fastproxy_cache_misses_total",
+        "counter",
+        "Cacheable requests that went to the origin (MISS, including revalidations).",
+        "misses",
+    ),
     ("fastproxy_cache_stores_total", "counter", "Responses stored in the cache.", "stores"),
     (
         "fastproxy_cache_evictions_total",

@@ -153,6 +153,9 @@ class CacheConfig:
     max_entry_size: int = 8 << 20
     max_entries: int = 0  # 0 = limited by size only
     store_set_cookie: bool = False
+    x_cache_header: bool = True  # X-Cache: HIT | MISS | STALE | REVALIDATED | BYPASS
+    lock_timeout: float = 5.0  # how long a coalesced miss waits for the fill
+    heuristic_max: float = 86400.0  # cap of heuristic freshness (RFC 9111 4.2.2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +173,15 @@ class Redirect:
 
 
 @dataclass(frozen=True, slots=True)
+class CacheKey:
+    """A route's cache key: the URL, without its query when query = false, plus
+    the values of `headers` (request fields) as key extras."""
+
+    query: bool = True
+    headers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class RouteConfig:
     host: str | None = None
     path_prefix: str = "/"
@@ -182,6 +194,8 @@ class RouteConfig:
     response_headers: HeaderRules = HeaderRules()
     # the effective settings: [compression] with this route's override applied
     compression: CompressionConfig = CompressionConfig()
+    cache: bool = False  # store / serve GET and HEAD through [cache] (docs/cache.md)
+    cache_key: CacheKey = CacheKey()
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +320,9 @@ _CACHE_CONVS: dict[str, Conv] = {
     "max_entry_size": _simple(parse_positive_size),
     "max_entries": _int(0),
     "store_set_cookie": _simple(expect_bool),
+    "x_cache_header": _simple(expect_bool),
+    "lock_timeout": _simple(parse_positive_duration),
+    "heuristic_max": _simple(parse_duration),
 }
 
 
@@ -421,7 +438,21 @@ _ROUTE_CONVS: dict[str, Conv] = {
     "request_headers": _header_rules(request=True),
     "response_headers": _header_rules(request=False),
     "compression": lambda chk, path, value: value,  # resolved over [compression] later
+    "cache": _simple(expect_bool),
+    "cache_key": lambda chk, path, value: _cache_key(chk, path, value),
 }
+
+
+def _cache_key(chk: _Checker, path: KeyPath, value: Any) -> Any:
+    def names(v: Any) -> tuple[str, ...]:
+        if not isinstance(v, list):
+            raise ValueError(f"expected a list of header names, got {type_name(v)}")
+        return tuple(check_header_name(x).lower() for x in v)
+
+    kw = chk.fields(path, value, {"query": _simple(expect_bool), "headers": _simple(names)})
+    return _BAD if kw is None else CacheKey(**kw)
+
+
 _ROUTE_TARGETS = ("upstream", "return", "redirect")
 
 
@@ -509,6 +540,8 @@ def _build_config(
                 if "compression" in value:
                     cpath: KeyPath = ("routes", i, "compression")
                     eff = _compression(chk, cpath, value["compression"], eff) or eff
+                if route.cache and top.get("cache") is None:
+                    chk.err(("routes", i, "cache"), "cache = true needs a [cache] section")
                 routes.append(replace(route, compression=eff))
     elif len(names) == 1:
         routes.append(

@@ -186,6 +186,13 @@ class RouteConfig:
     request_headers: HeaderRules = ...
     response_headers: HeaderRules = ...
     compression: CompressionConfig = ...  # effective: [compression] + the route's override
+    cache: bool = False
+    cache_key: CacheKey = ...
+
+@dataclass(frozen=True, slots=True)
+class CacheKey:
+    query: bool = True
+    headers: tuple[str, ...] = ()
 
 @dataclass(frozen=True, slots=True)
 class CacheConfig:
@@ -193,6 +200,9 @@ class CacheConfig:
     max_entry_size: int = ...
     max_entries: int = 0
     store_set_cookie: bool = False
+    x_cache_header: bool = True
+    lock_timeout: float = 5.0
+    heuristic_max: float = 86400.0
 
 @dataclass(frozen=True, slots=True)
 class Config:

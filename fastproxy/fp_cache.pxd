@@ -92,6 +92,7 @@ cdef extern from "fp_cache.h" nogil:
     long fp_cache_delete(fp_cache *c, const void *key, size_t klen)
     long fp_cache_purge_prefix(fp_cache *c, const void *prefix, size_t plen)
     void fp_cache_get_stats(const fp_cache *c, fp_cache_stats *out)
+    void fp_cache_count(fp_cache *c, uint64_t hits, uint64_t misses)
     int fp_cache_check(fp_cache *c, char *err, size_t errlen)
     long fp_cache_lru_keys(fp_cache *c, uint8_t *buf, size_t cap, long *count)
     int fp_cache_fill_claim(fp_cache *c, uint64_t key_hash, int32_t pid, int64_t now_ms,

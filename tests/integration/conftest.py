@@ -58,6 +58,15 @@ Fixtures (the interface is stable):
                              text/plain``; ``fill=zero`` compresses N zero bytes instead (a
                              decompression bomb for large N); ``cut=K`` drops the last K
                              bytes of the compressed body (a truncated stream)
+      /cache/ANY             (cache tests) 200, body ``f"{path} #{N}\\n"`` where N counts the
+                             requests for that path (``origin.cache_hits[path]``), also in
+                             ``X-Origin-Count``; ``Content-Type: text/plain``; ``n=N`` pads
+                             the body to N bytes with ``.``; ``etag=E`` sends ``ETag: "E"``
+                             and answers 304 when If-None-Match names it; ``echo=Name``
+                             appends `` Name=<request value>``; ``status=NNN``;
+                             ``delay=S`` sleeps S seconds first; ``hdr=`` as everywhere;
+                             ``origin.cache_status = NNN`` makes every /cache/ answer NNN;
+                             ``cut=K`` sends all but the last K body bytes, then closes
       anything else          200, body ``f"{method} {target}"``
 
 ``make_proxy(config=None, *, merge=True, argv=None, cwd=None, env=None, wait_ready=True,
@@ -552,6 +561,8 @@ class Origin:
         self.auto_continue = False
         self.extra_headers: list[tuple[str, str]] = []
         self.tls_context: ssl.SSLContext | None = None  # set: the origin speaks TLS
+        self.cache_hits: dict[str, int] = {}  # /cache/...: requests per path
+        self.cache_status = 0  # /cache/...: answer with this status when set
         self.errors: list[str] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -560,6 +571,44 @@ class Origin:
 
     def url(self, path: str) -> str:
         return f"http://{self.address}{path}"
+
+    def _cacheable(
+        self,
+        conn: socket.socket,
+        path: str,
+        q: dict[str, list[str]],
+        headers: list[tuple[str, str]],
+        simple: Callable[..., None],
+        send_head: Callable[..., None],
+    ) -> None:
+        """/cache/ANY: a counted, cacheable-on-demand resource (see the docstring)."""
+        with self._lock:
+            self.cache_hits[path] = n = self.cache_hits.get(path, 0) + 1
+        delay = float(q.get("delay", ["0"])[0])
+        if delay:
+            self._stop.wait(delay)
+        status = self.cache_status or int(q.get("status", ["200"])[0])
+        hdrs: list[tuple[str, str]] = []
+        etag = q.get("etag", [None])[0]
+        if etag:
+            hdrs.append(("ETag", f'"{etag}"'))
+            inm = _get(headers, "if-none-match")
+            if inm is not None and f'"{etag}"' in inm:
+                send_head(304, hdrs + [("X-Origin-Count", str(n))])
+                return
+        vary = q.get("echo", [None])[0]  # body also names this request header's value
+        text = f"{path} #{n}"
+        if vary:
+            text += f" {vary}={_get(headers, vary)}"
+        size = int(q.get("n", ["0"])[0])
+        data = (text + "\n").encode().ljust(size, b".")
+        hdrs += [("Content-Type", "text/plain"), ("X-Origin-Count", str(n))]
+        cut = int(q.get("cut", ["0"])[0])
+        if cut:  # announce the whole body, send all but `cut` bytes, close
+            send_head(status, [("Content-Length", str(len(data)))] + hdrs)
+            conn.sendall(data[:-cut])
+            raise _CloseConn
+        simple(status, data, hdrs)
 
     def reset(self) -> None:
         with self._lock:
@@ -719,7 +768,9 @@ class Origin:
             if not is_head and data:
                 conn.sendall(data)
 
-        if path == "/echo" or path == "/continue":
+        if path.startswith("/cache/"):
+            self._cacheable(conn, path, q, headers, simple, send_head)
+        elif path == "/echo" or path == "/continue":
             simple(200, body, [("Content-Type", "application/octet-stream")])
         elif path == "/bytes":
             simple(200, _payload(qint("n", 0)))

@@ -61,3 +61,61 @@ def test_cache_must_be_a_table() -> None:
     with pytest.raises(ConfigError) as info:
         Config.from_toml('cache = "on"\n' + BASE, source="f.toml")
     assert [str(i) for i in info.value.issues] == ["f.toml:1: cache: expected table, got string"]
+
+
+# ---- the request path's keys (docs/config.md: [cache] and [[routes]]) ----------------
+
+
+def test_request_path_options() -> None:
+    cfg = load("[cache]\n").cache
+    assert cfg.x_cache_header is True and cfg.lock_timeout == 5.0
+    assert cfg.heuristic_max == 86400.0
+    cfg = load(
+        '[cache]\nx_cache_header = false\nlock_timeout = "250ms"\nheuristic_max = "2h"\n'
+    ).cache
+    assert cfg.x_cache_header is False
+    assert cfg.lock_timeout == 0.25 and cfg.heuristic_max == 7200.0
+
+
+def test_route_cache_keys() -> None:
+    cfg = load(
+        '[cache]\n[[routes]]\nupstream = "app"\ncache = true\n'
+        'cache_key = { query = false, headers = ["X-Tenant", "accept-language"] }\n'
+    )
+    r = cfg.routes[0]
+    assert r.cache is True and r.cache_key.query is False
+    assert r.cache_key.headers == ("x-tenant", "accept-language")
+    r = load('[cache]\n[[routes]]\nupstream = "app"\n').routes[0]
+    assert r.cache is False and r.cache_key.query is True and r.cache_key.headers == ()
+
+
+@pytest.mark.parametrize(
+    ("extra", "want"),
+    [
+        (
+            '[[routes]]\nupstream = "app"\ncache = true\n',
+            "f.toml:5: routes[0].cache: cache = true needs a [cache] section",
+        ),
+        (
+            '[cache]\n[[routes]]\nupstream = "app"\ncache = 1\n',
+            "f.toml:6: routes[0].cache: expected",
+        ),
+        (
+            '[cache]\n[[routes]]\nupstream = "app"\ncache_key = { query = 1 }\n',
+            "f.toml:6: routes[0].cache_key.query: expected",
+        ),
+        (
+            '[cache]\n[[routes]]\nupstream = "app"\ncache_key = { headers = "X-A" }\n',
+            "f.toml:6: routes[0].cache_key.headers: expected a list of header names",
+        ),
+        (
+            '[cache]\n[[routes]]\nupstream = "app"\ncache_key = { querry = true }\n',
+            "f.toml:6: routes[0].cache_key.querry: unknown key",
+        ),
+        ('[cache]\nlock_timeout = "0s"\n', "f.toml:4: cache.lock_timeout:"),
+        ('[cache]\nheuristic_max = "x"\n', "f.toml:4: cache.heuristic_max:"),
+        ("[cache]\nx_cache_header = 2\n", "f.toml:4: cache.x_cache_header: expected"),
+    ],
+)
+def test_request_path_errors_name_key_and_line(extra: str, want: str) -> None:
+    assert any(e.startswith(want) for e in errors(extra)), errors(extra)

@@ -1,0 +1,346 @@
+/* fp_cache_path.c - see fp_cache_path.h.  RFC 9111 section numbers in the
+ * comments. */
+#include "fp_cache_path.h"
+
+#include <string.h>
+
+#include "fp_known_headers.h"
+
+static int lower(int ch) { return (ch >= 'A' && ch <= 'Z') ? ch + 32 : ch; }
+
+static int ieq(const char *a, size_t an, const char *b, size_t bn)
+{
+    if (an != bn) return 0;
+    for (size_t i = 0; i < an; i++)
+        if (lower((unsigned char)a[i]) != lower((unsigned char)b[i])) return 0;
+    return 1;
+}
+
+static void join(char *dst, size_t cap, size_t *len, const char *v, size_t n)
+{
+    /* *len may exceed cap - 1: then the value is "too long" and unused. */
+    if (*len && *len < cap) dst[(*len)++] = ',';
+    else if (*len) (*len)++;
+    if (*len + n < cap) memcpy(dst + *len, v, n);
+    *len += n;
+}
+
+void fp_cpath_read_response(const char *buf, const fp_head *h, int64_t now,
+                            fp_cpath_resp *out)
+{
+    memset(out, 0, sizeof *out);
+    fp_cc_init(&out->cc);
+    out->date = out->expires = out->last_modified = -1;
+    for (uint32_t i = 0; i < h->num_headers; i++) {
+        const fp_header *f = &h->headers[i];
+        const char *v = buf + f->value.off;
+        size_t n = f->value.len;
+        switch (f->id) {
+        case FP_H_CACHE_CONTROL: fp_cc_parse(&out->cc, v, n); break;
+        case FP_H_EXPIRES:
+            /* 5.3: an invalid Expires means "already expired" (-2) */
+            if (!out->has_expires) {
+                out->expires = fp_http_date(v, n, now);
+                if (out->expires < 0) out->expires = -2;
+            }
+            out->has_expires = 1;
+            break;
+        case FP_H_DATE:
+            if (out->date < 0) out->date = fp_http_date(v, n, now);
+            break;
+        case FP_H_LAST_MODIFIED:
+            if (out->last_modified < 0) out->last_modified = fp_http_date(v, n, now);
+            out->has_validator = 1;
+            break;
+        case FP_H_ETAG: out->has_validator = 1; break;
+        case FP_H_AGE: {
+            /* 5.1: a non-negative integer; anything else is ignored */
+            int64_t a = 0;
+            size_t j = 0;
+            for (; j < n && v[j] >= '0' && v[j] <= '9'; j++)
+                if (a < FP_DELTA_MAX) a = a * 10 + (v[j] - '0');
+            if (j == n && n) out->age = a > FP_DELTA_MAX ? FP_DELTA_MAX : a;
+            break;
+        }
+        case FP_H_SET_COOKIE: out->has_set_cookie = 1; break;
+        case FP_H_VARY:
+            join(out->vary, sizeof out->vary, &out->vary_len, v, n);
+            break;
+        default: break;
+        }
+    }
+    if (out->vary_len && out->vary_len < sizeof out->vary)
+        out->vary_star = fp_vary_key(out->vary, out->vary_len, "", 0) == FP_CACHE_VARY_STAR;
+}
+
+void fp_cpath_read_request(const char *buf, const fp_head *h, fp_cc *cc, int *has_auth)
+{
+    int seen_cc = 0, pragma_nc = 0;
+    fp_cc_init(cc);
+    *has_auth = 0;
+    for (uint32_t i = 0; i < h->num_headers; i++) {
+        const fp_header *f = &h->headers[i];
+        if (f->id == FP_H_CACHE_CONTROL) {
+            fp_cc_parse(cc, buf + f->value.off, f->value.len);
+            seen_cc = 1;
+        } else if (f->id == FP_H_PRAGMA) {
+            if (fp_list_has_token(buf, f->value, "no-cache", 8)) pragma_nc = 1;
+        } else if (f->id == FP_H_AUTHORIZATION) {
+            *has_auth = 1;
+        }
+    }
+    /* 5.4: Pragma: no-cache counts only when Cache-Control is absent */
+    if (pragma_nc && !seen_cc) cc->flags |= FP_CC_NO_CACHE;
+}
+
+/* Runs the block for every field line of a CRLF head after the status line. */
+#define EACH_LINE(head, n, ...)                                                    \
+    do {                                                                           \
+        const char *_e = (head) + (n), *_p = memchr((head), '\n', (n));            \
+        _p = _p ? _p + 1 : _e;                                                     \
+        while (_p < _e) {                                                          \
+            const char *_nl = memchr(_p, '\n', (size_t)(_e - _p));                 \
+            const char *line = _p, *lend = _nl ? _nl + 1 : _e;                     \
+            size_t llen = (size_t)(lend - line);                                   \
+            const char *colon = memchr(line, ':', llen);                           \
+            _p = lend;                                                             \
+            if (colon == NULL) continue;                                           \
+            size_t nlen = (size_t)(colon - line);                                  \
+            __VA_ARGS__                                                            \
+        }                                                                          \
+    } while (0)
+
+static int hop(const char *name, size_t n)
+{
+    return ieq(name, n, "transfer-encoding", 17) || ieq(name, n, "content-length", 14) ||
+           ieq(name, n, "connection", 10) || ieq(name, n, "keep-alive", 10) ||
+           ieq(name, n, "age", 3) || ieq(name, n, "x-cache", 7);
+}
+
+int fp_cpath_stored_head(fp_wbuf *o, const char *head, size_t n)
+{
+    const char *nl = memchr(head, '\n', n);
+    if (nl == NULL) return -1;
+    if (fp_wbuf_put(o, head, (size_t)(nl + 1 - head))) return -1;
+    EACH_LINE(head, n, {
+        if (!hop(line, nlen) && fp_wbuf_put(o, line, llen)) return -1;
+    });
+    return 0;
+}
+
+size_t fp_cpath_field(const char *head, size_t n, const char *name, size_t nl, char *out,
+                      size_t cap)
+{
+    size_t len = 0;
+    EACH_LINE(head, n, {
+        if (ieq(line, nlen, name, nl)) {
+            const char *v = colon + 1, *ve = line + llen;
+            while (v < ve && (*v == ' ' || *v == '\t')) v++;
+            while (ve > v && (ve[-1] == '\r' || ve[-1] == '\n' || ve[-1] == ' ' ||
+                              ve[-1] == '\t'))
+                ve--;
+            join(out, cap, &len, v, (size_t)(ve - v));
+        }
+    });
+    return len;
+}
+
+uint64_t fp_cpath_vary(const char *vary, size_t vlen, const char *req, size_t rlen, int drop_ae,
+                       unsigned coding)
+{
+    if (!drop_ae) return fp_vary_key(vary, vlen, req, rlen);
+    char kept[512];
+    size_t k = 0, i = 0;
+    int had_ae = 0;
+    while (i < vlen) {
+        size_t s = i;
+        while (i < vlen && vary[i] != ',') i++;
+        size_t a = s, b = i;
+        while (a < b && (vary[a] == ' ' || vary[a] == '\t')) a++;
+        while (b > a && (vary[b - 1] == ' ' || vary[b - 1] == '\t')) b--;
+        i++;
+        if (b == a) continue;
+        if (ieq(vary + a, b - a, "accept-encoding", 15)) {
+            had_ae = 1;
+            continue;
+        }
+        if (k + (b - a) + 1 >= sizeof kept) return fp_vary_key(vary, vlen, req, rlen);
+        if (k) kept[k++] = ',';
+        memcpy(kept + k, vary + a, b - a);
+        k += b - a;
+    }
+    uint64_t h = k ? fp_vary_key(kept, k, req, rlen) : 0;
+    if (!had_ae || h == FP_CACHE_VARY_STAR) return h;
+    /* mix the negotiated coding in; never 0 (= no Vary) nor VARY_STAR */
+    h ^= (uint64_t)(coding + 1) * UINT64_C(0x9e3779b97f4a7c15);
+    if (h == 0 || h == FP_CACHE_VARY_STAR) h = 1;
+    return h;
+}
+
+int fp_cpath_judge(const fp_cache_meta *m, const fp_cc *req, int64_t now, int64_t *age_out)
+{
+    int64_t age = fp_current_age(m->age_value, m->date, m->request_time, m->response_time, now);
+    int64_t left = m->freshness - age;  /* > 0: fresh (4.2) */
+    *age_out = age;
+    /* 5.2.2.4 response no-cache, 5.2.1.4 request no-cache: validate first */
+    if ((m->flags & FP_CC_NO_CACHE) || (req->flags & FP_CC_NO_CACHE)) return FP_CP_STALE;
+    /* 5.2.1.1 max-age: the client will not take anything older */
+    if ((req->flags & FP_CC_MAX_AGE) && age > req->max_age) return FP_CP_STALE;
+    if (left > 0) {
+        /* 5.2.1.3 min-fresh */
+        if ((req->flags & FP_CC_MIN_FRESH) && left < req->min_fresh) return FP_CP_STALE;
+        return FP_CP_FRESH;
+    }
+    /* 4.2.4: never stale with must-revalidate, proxy-revalidate or s-maxage
+     * (5.2.2.2, 5.2.2.8, 5.2.2.10: the latter two bind shared caches) */
+    if (m->flags & (FP_CC_MUST_REVALIDATE | FP_CC_PROXY_REVALIDATE | FP_CC_S_MAXAGE))
+        return FP_CP_STALE;
+    /* 5.2.1.2 max-stale (no value: any staleness) */
+    if ((req->flags & FP_CC_MAX_STALE) && (req->max_stale < 0 || -left <= req->max_stale))
+        return FP_CP_STALE_OK;
+    if (m->swr >= 0 && -left <= m->swr) return FP_CP_SWR;
+    return FP_CP_STALE;
+}
+
+static int put_tail(fp_wbuf *o, int64_t age, const char *xc, int close, int client_minor)
+{
+    if (fp_wbuf_lit(o, "Age: ") || fp_wbuf_u64(o, (uint64_t)(age < 0 ? 0 : age), 10) ||
+        fp_wbuf_lit(o, "\r\n"))
+        return -1;
+    if (xc && (fp_wbuf_lit(o, "X-Cache: ") || fp_wbuf_put(o, xc, strlen(xc)) ||
+               fp_wbuf_lit(o, "\r\n")))
+        return -1;
+    if (close) return fp_wbuf_lit(o, "Connection: close\r\n");
+    if (client_minor == 0) return fp_wbuf_lit(o, "Connection: keep-alive\r\n");
+    return 0;
+}
+
+int fp_cpath_write_hit(fp_wbuf *o, const fp_cache_hit *hit, int64_t age, const char *xc,
+                       int close, int client_minor, int head_only)
+{
+    if (fp_wbuf_reserve(o, hit->head_len + 128 + (head_only ? 0 : hit->body_len)) ||
+        fp_wbuf_put(o, hit->head, hit->head_len) || put_tail(o, age, xc, close, client_minor))
+        return -1;
+    /* 204 and 304 have no content; everything else is framed by length */
+    if (hit->meta.status != 204 && hit->meta.status != 304 &&
+        (fp_wbuf_lit(o, "Content-Length: ") || fp_wbuf_u64(o, hit->body_len, 10) ||
+         fp_wbuf_lit(o, "\r\n")))
+        return -1;
+    if (fp_wbuf_lit(o, "\r\n")) return -1;
+    return head_only ? 0 : fp_wbuf_put(o, hit->body, hit->body_len);
+}
+
+static int keep_in_304(const char *name, size_t n)
+{
+    /* RFC 9110 15.4.5: fields a 200 would have sent that a 304 must carry */
+    return ieq(name, n, "cache-control", 13) || ieq(name, n, "content-location", 16) ||
+           ieq(name, n, "date", 4) || ieq(name, n, "etag", 4) || ieq(name, n, "expires", 7) ||
+           ieq(name, n, "vary", 4) || ieq(name, n, "last-modified", 13);
+}
+
+int fp_cpath_write_304(fp_wbuf *o, const fp_cache_hit *hit, int64_t age, const char *xc,
+                       int close, int client_minor)
+{
+    const char *head = (const char *)hit->head;
+    size_t n = hit->head_len;
+    if (fp_wbuf_lit(o, "HTTP/1.1 304 Not Modified\r\n")) return -1;
+    EACH_LINE(head, n, {
+        if (keep_in_304(line, nlen) && fp_wbuf_put(o, line, llen)) return -1;
+    });
+    if (put_tail(o, age, xc, close, client_minor)) return -1;
+    return fp_wbuf_lit(o, "\r\n");
+}
+
+int fp_cpath_append(fp_cache *c, fp_cache_put *p, const char *d, size_t n, int chunked)
+{
+    if (!chunked) return n ? fp_cache_append(c, p, d, n) : FP_CACHE_OK;
+    /* our own chunk framing (put_chunk, Transform): size CRLF data CRLF */
+    size_t i = 0;
+    while (i < n) {
+        uint64_t sz = 0;
+        while (i < n && d[i] != '\r') {
+            char ch = d[i++];
+            int v = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+                    : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
+            if (v < 0) return FP_CACHE_EINVAL;
+            sz = sz * 16 + (uint64_t)v;
+        }
+        i += 2;
+        if (sz == 0) return FP_CACHE_OK;  /* last-chunk */
+        if (i + sz > n) return FP_CACHE_EINVAL;
+        int r = fp_cache_append(c, p, d + i, (size_t)sz);
+        if (r != FP_CACHE_OK) return r;
+        i += (size_t)sz + 2;
+    }
+    return FP_CACHE_OK;
+}
+
+/* Weak comparison of entity tags (RFC 9110 8.8.3.2) over a list. */
+static int etag_in(const char *list, size_t ln, const char *tag, size_t tn)
+{
+    if (tn > 2 && tag[0] == 'W' && tag[1] == '/') tag += 2, tn -= 2;
+    size_t i = 0;
+    while (i < ln) {
+        while (i < ln && (list[i] == ' ' || list[i] == '\t' || list[i] == ',')) i++;
+        if (i < ln && list[i] == '*') return 1;
+        size_t s = i;
+        if (i + 1 < ln && list[i] == 'W' && list[i + 1] == '/') s = i += 2;
+        if (i < ln && list[i] == '"') {
+            i++;
+            while (i < ln && list[i] != '"') i++;
+            if (i < ln) i++;
+        } else {
+            while (i < ln && list[i] != ',') i++;
+        }
+        if (i - s == tn && memcmp(list + s, tag, tn) == 0) return 1;
+    }
+    return 0;
+}
+
+int fp_cpath_not_modified(const char *req, const fp_head *h, const fp_cache_hit *hit,
+                          int64_t now)
+{
+    char v[256];
+    int inm = -1, ims = -1;
+    int64_t since = -1;
+    for (uint32_t i = 0; i < h->num_headers; i++) {
+        const fp_header *f = &h->headers[i];
+        if (f->id == FP_H_IF_NONE_MATCH) {
+            size_t n = fp_cpath_field((const char *)hit->head, hit->head_len, "etag", 4, v,
+                                      sizeof v);
+            int m = n && n < sizeof v && etag_in(req + f->value.off, f->value.len, v, n);
+            inm = (inm == 1) || m;
+        } else if (f->id == FP_H_IF_MODIFIED_SINCE && since < 0) {
+            since = fp_http_date(req + f->value.off, f->value.len, now);
+            ims = 0;
+        }
+    }
+    /* 13.2.2: If-None-Match wins over If-Modified-Since */
+    if (inm >= 0) return inm;
+    if (ims < 0 || since < 0) return 0;
+    int64_t lm = hit->meta.last_modified >= 0 ? hit->meta.last_modified : hit->meta.date;
+    return lm >= 0 && lm <= since;
+}
+
+static int has_field(const char *head, size_t n, const char *name, size_t nl)
+{
+    EACH_LINE(head, n, {
+        if (ieq(line, nlen, name, nl)) return 1;
+    });
+    return 0;
+}
+
+int fp_cpath_merge_304(fp_wbuf *o, const char *stored, size_t sn, const char *fresh, size_t fn)
+{
+    /* RFC 9111 3.2 / 4.3.4: the 304's fields replace the stored ones of the
+     * same name; the rest of the stored head stays. */
+    const char *nl = memchr(stored, '\n', sn);
+    if (nl == NULL || fp_wbuf_put(o, stored, (size_t)(nl + 1 - stored))) return -1;
+    EACH_LINE(stored, sn, {
+        if (!has_field(fresh, fn, line, nlen) && fp_wbuf_put(o, line, llen)) return -1;
+    });
+    EACH_LINE(fresh, fn, {
+        if (llen > 2 && !hop(line, nlen) && fp_wbuf_put(o, line, llen)) return -1;
+    });
+    return 0;
+}
