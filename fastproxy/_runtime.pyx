@@ -25,6 +25,23 @@ from fastproxy.fp_rewrite cimport (
 )
 
 SWEEP = 0.1
+HEAP_CHECK = 50                # sweeps between two looks at the malloc heap (5 s)
+HEAP_SLACK = 64 << 20          # free heap bytes kept before giving them back
+
+
+cdef extern from "<malloc.h>" nogil:
+    struct mallinfo2:
+        size_t fordblks         # free bytes held in the heap
+    mallinfo2 c_mallinfo2 "mallinfo2"()
+    int malloc_trim(size_t pad)
+
+
+cdef void trim_heap():
+    """glibc keeps freed memory in the heap unless it is at the top; TLS
+    handshakes (OpenSSL and uvloop's per-connection buffers) leave it
+    fragmented, so the RSS would only grow.  Give it back past HEAP_SLACK."""
+    if c_mallinfo2().fordblks > HEAP_SLACK:
+        malloc_trim(0)
 
 
 cdef class Runtime:
@@ -130,6 +147,9 @@ cdef class Runtime:
                 self.log.exception("timeout handler failed")
         if self.pool_trimmer is not None:
             self.pool_trimmer(self)
+        self.sweeps += 1
+        if self.sweeps % HEAP_CHECK == 0:
+            trim_heap()
         self.sweeper = self.loop.call_later(SWEEP, self._sweep)
 
     def error(self, str client, str route, str upstream, str message):
