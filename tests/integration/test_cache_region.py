@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from support import free_port, wait_for
 
 from fastproxy._cache import CacheRegion, _crash_after
 
@@ -336,12 +337,6 @@ def test_live_fill_owner_makes_others_wait() -> None:
 # ----------------------------------------------------------------------------- fastproxy run
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def admin_call(port: int, method: str, path: str, body: bytes = b"", extra: str = "") -> Any:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         head = f"{method} {path} HTTP/1.1\r\nHost: a\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
@@ -407,15 +402,6 @@ def test_purge_metrics_and_status_through_fastproxy_run(cached_proxy: tuple[Any,
     status, body = admin_call(port, "GET", "/status")
     cache = json.loads(body)["cache"]
     assert status == 200 and cache["entries"] == 0 and 7 << 20 < cache["capacity"] < 8 << 20
-
-
-def wait_for(cond: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := cond()):
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
-    return value
 
 
 def children_of(pid: int) -> set[int]:

@@ -15,28 +15,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from support import free_port, wait_for
 
 HOST = "app.test"
 CHECK = {"path": "/healthz", "interval": "0.2s", "timeout": "0.2s", "fall": 2, "rise": 2}
 # interval x fall + timeout, plus a margin for a loaded machine
 DETECT = 3.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(cond: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 class NamedOrigin:

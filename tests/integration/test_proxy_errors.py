@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from support import free_port
 
 from fastproxy.config import Config, ConfigError
 
@@ -70,12 +71,6 @@ def assert_still_serving(proxy, http_conn, origin, path: str = "/after-error") -
     assert r.status == 200, r
     assert r.body == f"GET {path}".encode()
     assert len(origin.wait_requests(before + 1)) == before + 1
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 GOOD_HEAD = b"GET /x HTTP/1.1\r\nHost: h\r\n"

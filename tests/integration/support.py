@@ -1,0 +1,28 @@
+"""Plain helpers shared by the integration tests (importable: this directory is on
+sys.path while pytest runs them; fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+def free_port() -> int:
+    """A port that was free a moment ago (bind to 0, read it, release it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
+    """Poll cond until it returns something true (returned), or fail after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
