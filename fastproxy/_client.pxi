@@ -603,6 +603,10 @@ cdef class ClientProtocol(Conn):
             self.end_server(FP_PEER_FAIL, why)
         if self.closed:
             return
+        if self.bytes_out == 0:
+            # the head was parsed but held back (decompress_upstream waits for
+            # body bytes): nothing reached the client, so it can still get a 502
+            self.response_started = False
         if retryable and self.try_next(why):
             return
         if self.csie and cache_stale_on_error(self):

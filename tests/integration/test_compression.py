@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import random
 import socket
+import threading
 import time
 import zlib
 from typing import Any
@@ -386,3 +387,45 @@ def test_decoding_a_large_body_in_bounded_slices(make_proxy, http_conn, payload,
     r = get(http_conn(p.port, timeout=20), f"/encoded?enc={algo}&n={n}", None)
     assert r.status == 200 and r.header("content-encoding") is None
     assert len(r.body) == n and r.body == payload(n)
+
+
+def test_upstream_gone_before_the_body_of_a_held_head_is_a_502(make_proxy, http_conn):
+    """decompress_upstream holds the response head until body bytes exist; an upstream
+    that closes (or stalls past read_timeout) before sending any is answered 502, not a
+    cut connection: nothing had reached the client yet."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(8)
+    port = lsock.getsockname()[1]
+    mode = {"close": True}
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = lsock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                    b"Content-Encoding: gzip\r\nContent-Length: 5000\r\n\r\n"
+                )
+                if not mode["close"]:
+                    conn.recv(1)  # stall until the proxy gives up
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        cfg = {
+            "compression": {"decompress_upstream": True},
+            "upstreams": {"app": {"servers": [f"127.0.0.1:{port}"], "read_timeout": "0.5s"}},
+        }
+        p = make_proxy(cfg)
+        refused(http_conn(p.port), "/x")
+        p.wait_log(r"502: upstream closed mid-response", 5)
+        mode["close"] = False
+        r = get(http_conn(p.port), "/y", None)
+        assert r.status == 504, r
+        p.wait_log(r"504: upstream read timeout", 5)
+    finally:
+        lsock.close()
