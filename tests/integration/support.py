@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -26,3 +27,17 @@ def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+@contextmanager
+def two_origins(origin: Any, labels: tuple[str, str] = ("A", "B")) -> Iterator[list[Any]]:
+    """The `origin` fixture's server and one more of the same kind, answering with an
+    X-Origin header of labels[0] and labels[1], so a test can tell who served what."""
+    other = type(origin)()
+    other.start()
+    try:
+        origin.extra_headers = [("X-Origin", labels[0])]
+        other.extra_headers = [("X-Origin", labels[1])]
+        yield [origin, other]
+    finally:
+        other.stop()

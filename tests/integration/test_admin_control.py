@@ -11,26 +11,12 @@ import signal
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
 import pytest
-from support import free_port, wait_for
-
-
-@contextmanager
-def two_origins(origin: Any) -> Iterator[list[Any]]:
-    """The fixture's origin and one more, answering X-Origin: 0 and 1."""
-    other = type(origin)()
-    other.start()
-    try:
-        origin.extra_headers = [("X-Origin", "0")]
-        other.extra_headers = [("X-Origin", "1")]
-        yield [origin, other]
-    finally:
-        other.stop()
+from support import free_port, two_origins, wait_for
 
 
 def call(
@@ -112,7 +98,7 @@ def start(make_proxy: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def test_drain_lets_the_slow_request_finish_while_new_ones_go_elsewhere(origin, start, http_conn):
-    with two_origins(origin) as origins:
+    with two_origins(origin, ("0", "1")) as origins:
         admin = free_port()
         p = start(config([o.address for o in origins], admin))
         holder = http_conn(p.port, timeout=10)
@@ -150,7 +136,7 @@ def test_drain_lets_the_slow_request_finish_while_new_ones_go_elsewhere(origin, 
 
 
 def test_disable_and_enable(origin, start):
-    with two_origins(origin) as (a, b):
+    with two_origins(origin, ("0", "1")) as (a, b):
         admin = free_port()
         p = start(config([a.address, b.address], admin))
         assert control(admin, a.address, "disable")["admin"] == "disabled"
@@ -210,7 +196,7 @@ def reload(p: Any, doc: dict[str, Any], toml_dumps: Any, generation: int, admin:
 
 
 def test_admin_state_across_reloads(origin, start, toml_dumps):
-    with two_origins(origin) as (a, b):
+    with two_origins(origin, ("0", "1")) as (a, b):
         admin = free_port()
         both = config([a.address, b.address], admin)
         p = start(both)
@@ -235,7 +221,7 @@ def test_admin_state_across_reloads(origin, start, toml_dumps):
 
 
 def test_enable_ramps_the_server_up_with_slow_start(origin, start):
-    with two_origins(origin) as (a, b):
+    with two_origins(origin, ("0", "1")) as (a, b):
         admin = free_port()
         servers = [{"address": o.address, "weight": 10} for o in (a, b)]
         p = start(config(servers, admin, slow_start="4s"))

@@ -12,26 +12,13 @@ import os
 import signal
 import socket
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from support import free_port, wait_for
+from support import free_port, two_origins, wait_for
 
 CHECK = {"path": "/healthz", "interval": "0.2s", "timeout": "0.2s", "fall": 2, "rise": 2}
-
-
-@contextmanager
-def two_origins(origin: Any) -> Iterator[list[Any]]:
-    other = type(origin)()
-    other.start()
-    try:
-        origin.extra_headers = [("X-Origin", "A")]
-        other.extra_headers = [("X-Origin", "B")]
-        yield [origin, other]
-    finally:
-        other.stop()
 
 
 def call(port: int, method: str, path: str, host: str = "app.test") -> tuple[int, str, bytes]:
