@@ -64,6 +64,7 @@ struct fp_lb {
     uint32_t n_primary;    /* servers [0, n_primary) are primaries */
     int32_t *weight;       /* >= 1 */
     int32_t *max_conns;    /* 0 = unlimited */
+    int64_t *slow_start;   /* ms of weight ramp after a recovery, 0 = none */
     int64_t *current;      /* smooth weighted round-robin state */
     fp_peer **peer;        /* shared per-server state (fp_peer.h) */
     fp_peer_policy pol;    /* passive health, breaker and slow start settings */
@@ -104,7 +105,7 @@ static inline int64_t fp_lb_load(const fp_lb *lb, uint32_t i) {
 
 /* Server i's weight for this pick (slow start may hold it below weight[i]). */
 static inline int32_t fp_lb_weight(const fp_lb *lb, uint32_t i) {
-    return fp_peer_weight(lb->peer[i], &lb->pol, lb->weight[i], lb->now);
+    return fp_peer_weight(lb->peer[i], lb->slow_start[i], lb->weight[i], lb->now);
 }
 
 /* the algorithms (fp_lb_rr.c, fp_lb_least.c, fp_lb_hash.c, fp_lb_random.c) */

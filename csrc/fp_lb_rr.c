@@ -26,9 +26,10 @@ int fp_lb_init(fp_lb *lb, int32_t method, uint32_t n, uint32_t n_primary, uint64
     size_t m = n ? n : 1;
     lb->weight = calloc(m, sizeof *lb->weight);
     lb->max_conns = calloc(m, sizeof *lb->max_conns);
+    lb->slow_start = calloc(m, sizeof *lb->slow_start);
     lb->current = calloc(m, sizeof *lb->current);
     lb->peer = calloc(m, sizeof *lb->peer);
-    if (!lb->weight || !lb->max_conns || !lb->current || !lb->peer)
+    if (!lb->weight || !lb->max_conns || !lb->slow_start || !lb->current || !lb->peer)
         return -1;
     for (uint32_t i = 0; i < n; i++)
         lb->weight[i] = 1;
@@ -38,6 +39,7 @@ int fp_lb_init(fp_lb *lb, int32_t method, uint32_t n, uint32_t n_primary, uint64
 void fp_lb_free(fp_lb *lb) {
     free(lb->weight);
     free(lb->max_conns);
+    free(lb->slow_start);
     free(lb->current);
     free(lb->peer);
     free(lb->ring[0].nodes);

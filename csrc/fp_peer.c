@@ -24,19 +24,18 @@ static int cas64(int64_t *p, int64_t expect, int64_t want) {
                                        __ATOMIC_RELAXED);
 }
 
-int32_t fp_peer_weight(const fp_peer *p, const fp_peer_policy *pol, int32_t weight,
-                       int64_t now) {
-    if (pol->slow_start_ms <= 0)
+int32_t fp_peer_weight(const fp_peer *p, int64_t slow_start_ms, int32_t weight, int64_t now) {
+    if (slow_start_ms <= 0)
         return weight;
     int64_t since = LOAD(p->recovered_ms);
     int64_t out = LOAD(p->out_until_ms);
     if (out <= now && out > since)
         since = out;                   /* back from a passive time-out */
-    if (since <= 0 || now - since >= pol->slow_start_ms)
+    if (since <= 0 || now - since >= slow_start_ms)
         return weight;
     int64_t elapsed = now > since ? now - since : 0;
     /* from 10% to 100% over slow_start */
-    int64_t w = (int64_t)weight * (pol->slow_start_ms + 9 * elapsed) / (10 * pol->slow_start_ms);
+    int64_t w = (int64_t)weight * (slow_start_ms + 9 * elapsed) / (10 * slow_start_ms);
     return w < 1 ? 1 : (int32_t)w;
 }
 

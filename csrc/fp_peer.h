@@ -64,7 +64,6 @@ typedef struct {
     int64_t brk_window_ms;     /* ... within this window */
     int64_t brk_open_ms;       /* open this long, then half-open */
     uint32_t brk_trials;       /* half-open: trial requests allowed at once */
-    int64_t slow_start_ms;     /* ramp weight up this long after a recovery */
 } fp_peer_policy;
 
 int64_t fp_peer_now_ms(void);
@@ -87,10 +86,9 @@ static inline int64_t fp_peer_inflight(const fp_peer *p) {
     return __atomic_load_n(&p->inflight, __ATOMIC_RELAXED);
 }
 
-/* The weight to balance with: during slow_start after a recovery it grows
- * linearly from 1/10 of `weight` (at least 1) to `weight`. */
-int32_t fp_peer_weight(const fp_peer *p, const fp_peer_policy *pol, int32_t weight,
-                       int64_t now);
+/* The weight to balance with: during slow_start_ms after a recovery it
+ * grows linearly from 1/10 of `weight` (at least 1) to `weight`. */
+int32_t fp_peer_weight(const fp_peer *p, int64_t slow_start_ms, int32_t weight, int64_t now);
 
 /* A request was sent to the server: count it in flight.  Returns 1 when it
  * is a half-open trial (pass that to fp_peer_release), 0 otherwise. */

@@ -163,12 +163,13 @@ cdef class Upstream:
             srv.position = i
             self.lb.weight[i] = max(srv.weight, 1)
             self.lb.max_conns[i] = max(srv.max_conns, 0)
+            ramp = specs[i].slow_start
+            self.lb.slow_start[i] = <int64_t>((cfg.slow_start if ramp is None else ramp) * 1000)
         self.attach_shared(NULL, NULL)
         # Passive checks need somewhere else to go: like nginx, a lone
         # server is never taken out by max_fails.
         self.lb.pol.max_fails = cfg.max_fails if n > 1 else 0
         self.lb.pol.fail_timeout_ms = <int64_t>(cfg.fail_timeout * 1000)
-        self.lb.pol.slow_start_ms = <int64_t>(cfg.slow_start * 1000)
         cb = cfg.circuit_breaker
         if cb is not None:
             self.lb.pol.brk_consecutive = cb.consecutive_failures
@@ -219,7 +220,7 @@ cdef class Upstream:
         return {"max_fails": self.lb.pol.max_fails,
                 "fail_timeout": self.lb.pol.fail_timeout_ms / 1000,
                 "cooldown": self.lb.pol.brk_open_ms / 1000,
-                "slow_start": self.lb.pol.slow_start_ms / 1000}
+                "slow_start": [self.lb.slow_start[i] / 1000 for i in range(self.lb.n)]}
 
     cdef int acquire(self, Server srv):
         return fp_peer_acquire(srv.peer, &self.lb.pol, fp_peer_now_ms())

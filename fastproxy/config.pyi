@@ -103,6 +103,7 @@ class ServerSpec:
     backup: bool = False
     max_conns: int = 0
     tls: bool = False
+    slow_start: float | None = None
 
 @dataclass(frozen=True, slots=True)
 class HealthCheck:

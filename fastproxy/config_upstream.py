@@ -33,6 +33,7 @@ class ServerSpec:
     backup: bool = False
     max_conns: int = 0
     tls: bool = False  # given as "https://..."
+    slow_start: float | None = None  # None: the upstream's slow_start
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +109,7 @@ def _server_spec(chk: Checker, path: KeyPath, value: Any) -> Any:
         "weight": int_conv(1),
         "backup": simple(expect_bool),
         "max_conns": int_conv(0),
+        "slow_start": simple(parse_duration),
     }
     if not isinstance(value, Mapping):
         chk.err(path, f"expected 'host:port' string or table, got {type_name(value)}")

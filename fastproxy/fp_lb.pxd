@@ -38,6 +38,7 @@ cdef extern from "fp_lb.h" nogil:
         uint32_t n_primary
         int32_t *weight
         int32_t *max_conns
+        int64_t *slow_start
         int64_t *current
         fp_peer **peer
         fp_peer_policy pol

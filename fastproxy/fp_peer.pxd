@@ -45,12 +45,11 @@ cdef extern from "fp_peer.h" nogil:
         int64_t brk_window_ms
         int64_t brk_open_ms
         uint32_t brk_trials
-        int64_t slow_start_ms
 
     int64_t fp_peer_now_ms()
     bint fp_peer_usable(const fp_peer *p, const fp_peer_policy *pol, int64_t now)
     int64_t fp_peer_inflight(const fp_peer *p)
-    int32_t fp_peer_weight(const fp_peer *p, const fp_peer_policy *pol, int32_t weight,
+    int32_t fp_peer_weight(const fp_peer *p, int64_t slow_start_ms, int32_t weight,
                            int64_t now)
     int fp_peer_acquire(fp_peer *p, const fp_peer_policy *pol, int64_t now)
     int fp_peer_release(fp_peer *p, const fp_peer_policy *pol, int trial, int outcome,

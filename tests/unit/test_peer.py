@@ -295,3 +295,24 @@ def test_slow_start_after_breaker_close_with_least_conn() -> None:
     assert time.monotonic() - back < 0.3
     wait_for(lambda: time.monotonic() - back > 1.6, 3, "slow_start to pass")
     assert Counter(picks(u, 10)) == {A: 5, B: 5}  # equal again: ties go round-robin
+
+
+def test_per_server_slow_start_overrides_the_upstreams() -> None:
+    # A ramps over 1.5 s (its own slow_start); B keeps the upstream's "0s": no ramp
+    text = (
+        "[upstreams.app]\n"
+        f'servers = [{{ address = "{A}", weight = 10, slow_start = "1500ms" }}, '
+        f'{{ address = "{B}", weight = 10 }}]\n'
+        'max_fails = 1\nfail_timeout = "200ms"\nslow_start = "0s"\n'
+    )
+    u = Router(Config.from_toml(text)).upstreams["app"]
+    for address, ramps in ((B, False), (A, True)):  # B first: A must not be ramping then
+        assert request(u, address, "fail") == "passive_out"
+        wait_for(lambda a=address: not state(u, a)["passive_out"], 3, "the time-out to end")
+        back = time.monotonic()
+        early = share(u, address, 100)
+        assert time.monotonic() - back < 0.3
+        if ramps:
+            assert 0 < early < 0.25, early
+        else:
+            assert early == 0.5, early
