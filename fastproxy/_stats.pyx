@@ -11,7 +11,7 @@ from posix.mman cimport MAP_ANONYMOUS, MAP_FAILED, MAP_SHARED, PROT_READ, PROT_W
 from posix.mman cimport mmap, munmap
 
 from fastproxy.fp_peer cimport (
-    FP_BRK_CLOSED, FP_BRK_HALF_OPEN, fp_peer, fp_peer_forget, fp_peer_now_ms,
+    fp_peer, fp_peer_forget, fp_peer_now_ms, peer_state,
 )
 from fastproxy.fp_stats cimport (
     FP_DOWN_DISABLED,
@@ -134,13 +134,7 @@ cdef class StatsRegion:
         """Per server state all workers share: in flight, passive, breaker."""
         if not 0 <= index < FP_STATS_SERVERS:
             raise IndexError(index)
-        cdef fp_peer *p = &self.region.peers[index]
-        now = fp_peer_now_ms()
-        b = p.breaker
-        if b != FP_BRK_CLOSED and p.open_until_ms <= now:
-            b = FP_BRK_HALF_OPEN
-        return {"inflight": p.inflight, "passive_out": p.out_until_ms > now,
-                "breaker": ("closed", "open", "half_open")[b], "trips": p.trips}
+        return peer_state(&self.region.peers[index])
 
     @property
     def generation(self):

@@ -18,8 +18,7 @@ from fastproxy.fp_lb cimport (
     fp_lb_build_rings, fp_lb_free, fp_lb_init, fp_lb_key, fp_lb_pick, fp_lb_usable,
 )
 from fastproxy.fp_peer cimport (
-    FP_BRK_CLOSED, FP_BRK_HALF_OPEN, fp_peer, fp_peer_acquire, fp_peer_now_ms,
-    fp_peer_release,
+    fp_peer, fp_peer_acquire, fp_peer_now_ms, fp_peer_release, peer_state,
 )
 from fastproxy.fp_path cimport (
     FP_PATH_ABOVE_ROOT,
@@ -94,16 +93,7 @@ cdef class Server:
 
     def peer_state(self):
         """For /status and tests: this server's shared passive/breaker state."""
-        if self.peer == NULL:
-            return {}
-        now = fp_peer_now_ms()
-        b = self.peer.breaker
-        if b != FP_BRK_CLOSED and self.peer.open_until_ms <= now:
-            b = FP_BRK_HALF_OPEN
-        return {"inflight": self.peer.inflight,
-                "passive_out": self.peer.out_until_ms > now,
-                "breaker": ("closed", "open", "half_open")[b],
-                "trips": self.peer.trips}
+        return {} if self.peer == NULL else peer_state(self.peer)
 
 
 # FP_PEER_EV_* -> what happened, for logs and tests
@@ -216,11 +206,10 @@ cdef class Upstream:
         self.lb.down = self.downs if down != NULL else NULL
 
     def lb_policy(self):
-        """The passive-health, breaker and slow-start settings, in seconds."""
+        """The passive-health and breaker settings the log lines name, in seconds."""
         return {"max_fails": self.lb.pol.max_fails,
                 "fail_timeout": self.lb.pol.fail_timeout_ms / 1000,
-                "cooldown": self.lb.pol.brk_open_ms / 1000,
-                "slow_start": [self.lb.slow_start[i] / 1000 for i in range(self.lb.n)]}
+                "cooldown": self.lb.pol.brk_open_ms / 1000}
 
     cdef int acquire(self, Server srv):
         return fp_peer_acquire(srv.peer, &self.lb.pol, fp_peer_now_ms())

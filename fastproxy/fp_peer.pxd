@@ -55,3 +55,14 @@ cdef extern from "fp_peer.h" nogil:
     int fp_peer_release(fp_peer *p, const fp_peer_policy *pol, int trial, int outcome,
                         int64_t now)
     void fp_peer_forget(fp_peer *p, int64_t n)
+
+
+cdef inline dict peer_state(const fp_peer *p):
+    """One server's shared state as /status shows it (an open breaker whose
+    cool-down is over reads as half-open: the next pick makes it a trial)."""
+    cdef int64_t now = fp_peer_now_ms()
+    cdef int32_t b = p.breaker
+    if b != FP_BRK_CLOSED and p.open_until_ms <= now:
+        b = FP_BRK_HALF_OPEN
+    return {"inflight": p.inflight, "passive_out": p.out_until_ms > now,
+            "breaker": ("closed", "open", "half_open")[b], "trips": p.trips}
