@@ -41,3 +41,23 @@ def two_origins(origin: Any, labels: tuple[str, str] = ("A", "B")) -> Iterator[l
         yield [origin, other]
     finally:
         other.stop()
+
+
+def call(
+    port: int, method: str, path: str, host: str, extra: str = ""
+) -> tuple[int, dict[str, str], bytes]:
+    """One request on a new connection (Connection: close), read to EOF: (status, header
+    fields by lower-case name, body).  `extra`: more header lines, each ending in CRLF."""
+    length = "Content-Length: 0\r\n" if method == "POST" else ""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(
+            f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n{extra}{length}"
+            "Connection: close\r\n\r\n".encode()
+        )
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    fields = {k.lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+    return int(lines[0].split()[1]), fields, body

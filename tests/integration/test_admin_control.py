@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -16,27 +15,16 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from support import call as http_call
 from support import free_port, two_origins, wait_for
 
 
 def call(
     port: int, method: str, path: str, token: str | None = None, host: str = "admin"
 ) -> tuple[int, dict[str, str], bytes]:
-    """One request on a new connection (Connection: close), read to EOF."""
+    """One request on a new connection, with a bearer token when given."""
     auth = f"Authorization: Bearer {token}\r\n" if token else ""
-    length = "Content-Length: 0\r\n" if method == "POST" else ""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(
-            f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n{auth}{length}"
-            "Connection: close\r\n\r\n".encode()
-        )
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    fields = {k.lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
-    return int(lines[0].split()[1]), fields, body
+    return http_call(port, method, path, host, auth)
 
 
 def control(admin: int, address: str, action: str, token: str | None = None) -> dict[str, Any]:

@@ -10,34 +10,21 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from support import call as http_call
 from support import free_port, two_origins, wait_for
 
 CHECK = {"path": "/healthz", "interval": "0.2s", "timeout": "0.2s", "fall": 2, "rise": 2}
 
 
 def call(port: int, method: str, path: str, host: str = "app.test") -> tuple[int, str, bytes]:
-    """One request on a new connection (Connection: close): (status, X-Origin, body)."""
-    length = "Content-Length: 0\r\n" if method == "POST" else ""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(
-            f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n{length}"
-            "Connection: close\r\n\r\n".encode()
-        )
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    xo = next(
-        (ln.split(":", 1)[1].strip() for ln in lines if ln.lower().startswith("x-origin:")), ""
-    )
-    return int(lines[0].split()[1]), xo, body
+    """One request on a new connection: (status, X-Origin, body)."""
+    code, fields, body = http_call(port, method, path, host)
+    return code, fields.get("x-origin", ""), body
 
 
 def status(admin: int) -> dict[str, Any]:
