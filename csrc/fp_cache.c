@@ -3,6 +3,7 @@
  * allocator and the crash repair, docs/cache.md for the whole design. */
 #include <errno.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <time.h>
 
 #include "fp_cache_int.h"
@@ -66,7 +67,8 @@ int fp_cache_valid(const void *mem, size_t size)
            c->version == FP_CACHE_VERSION && c->size == size;
 }
 
-int fp_cache_init(void *mem, size_t size, uint64_t max_entry, uint64_t max_entries)
+int fp_cache_init(void *mem, size_t size, uint64_t max_entry, uint64_t max_entries,
+                  uint64_t paged_min)
 {
     if (!mem || size < fp_cache_min_size() || max_entry == 0) return FP_CACHE_EINVAL;
     fp_cache *c = mem;
@@ -81,6 +83,7 @@ int fp_cache_init(void *mem, size_t size, uint64_t max_entry, uint64_t max_entri
     c->size = size;
     c->max_entry = max_entry;
     c->max_entries = max_entries;
+    c->paged_min = paged_min;
     c->nprocs = NPROCS;
     c->npins = pins_for(size);
     c->proc_stride = (uint32_t)align_up(sizeof(fp_proc) + c->npins * sizeof(fp_pin), 8);
@@ -331,10 +334,11 @@ static void fill_hit(fp_cache *c, uint64_t off, fp_cache_hit *out)
     out->key_len = e->key_len;
     out->head = d + e->key_len;
     out->head_len = e->head_len;
-    out->body = d + e->key_len + e->head_len;
+    out->body = fp_ent_body(c, off);
     out->body_len = e->body_len;
     out->meta = e->meta;
     out->id = e->id;
+    out->file_off = e->paged ? (int64_t)fp_body_off(c, off) : -1;
 }
 
 int fp_cache_lookup(fp_cache *c, int slot, const void *key, size_t klen, uint64_t vary,
@@ -390,19 +394,29 @@ void fp_cache_release(fp_cache *c, int slot, int32_t pin)
     fp_unlock(c);
 }
 
+void fp_cache_note_sendfile(fp_cache *c, const fp_cache_hit *hit)
+{
+    uint64_t off = (uint64_t)(hit->key - (const uint8_t *)c) - FP_DATA_OFF;
+    fp_entry *e = FP_ENT(c, off);
+    if (e->paged && !__atomic_load_n(&e->sent, __ATOMIC_RELAXED))
+        __atomic_store_n(&e->sent, 1, __ATOMIC_RELAXED);
+}
+
 /* ------------------------------------------------------------------ writes */
 
 static uint64_t body_room(fp_cache *c, uint64_t off)
 {
-    fp_entry *e = FP_ENT(c, off);
-    return FP_CSIZE(c, off) - FP_DATA_OFF - e->key_len - e->head_len;
+    return off + FP_CSIZE(c, off) - fp_body_off(c, off);
 }
 
 /* A PENDING chunk for key + head + `cap` body bytes; lock held. */
 static uint64_t reserve(fp_cache *c, int slot, uint64_t hash, size_t klen, size_t hlen,
                         uint64_t cap, const fp_cache_meta *meta)
 {
-    uint64_t off = alloc_evicting(c, fp_need(klen + hlen + cap));
+    /* A paged body may need up to a page of gap before it and whole pages. */
+    int paged = c->paged_min && cap >= c->paged_min;
+    uint64_t off = alloc_evicting(c, paged ? fp_need(klen + hlen + FP_PAGE - 1 + fp_page_up(cap))
+                                           : fp_need(klen + hlen + cap));
     if (!off) return 0;
     fp_entry *e = FP_ENT(c, off);
     memset(e, 0, sizeof *e);
@@ -412,6 +426,12 @@ static uint64_t reserve(fp_cache *c, int slot, uint64_t hash, size_t klen, size_
     e->key_len = (uint32_t)klen;
     e->head_len = (uint32_t)hlen;
     if (meta) e->meta = *meta;
+    if (paged) {
+        uint64_t head_end = off + FP_DATA_OFF + klen + hlen;
+        e->body_gap = (uint16_t)(fp_page_up(head_end) - head_end);
+        e->paged = 1;
+        fp_heap_shrink(c, off, fp_entry_need(c, off, cap));  /* the unused slack */
+    }
     e->body_cap = body_room(c, off);
     FP_BARRIER();
     e->magic = FP_ENT_PENDING;
@@ -458,7 +478,8 @@ static int owned(fp_cache *c, fp_cache_put *p)
 static int grow(fp_cache *c, fp_cache_put *p, uint64_t want)
 {
     fp_entry *old = FP_ENT(c, p->off);
-    uint64_t klen = old->key_len, hlen = old->head_len;
+    uint64_t klen = old->key_len, hlen = old->head_len, hash = old->hash;
+    fp_cache_meta meta = old->meta;
     uint64_t limit = c->max_entry - klen - hlen;
     if (want > limit) return FP_CACHE_ETOOBIG;
     uint64_t cap = p->cap * 2 > want ? p->cap * 2 : want;
@@ -466,21 +487,43 @@ static int grow(fp_cache *c, fp_cache_put *p, uint64_t want)
     if (fp_lock(c)) return FP_CACHE_EBUSY;
     if (!owned(c, p)) { fp_unlock(c); return FP_CACHE_ESTALE; }
     mut_begin(c);
-    uint64_t off = reserve(c, p->slot, old->hash, klen, hlen, cap, &old->meta);
+    uint64_t off = reserve(c, p->slot, hash, klen, hlen, cap, &meta);
     mut_end(c);
-    uint64_t id = off ? FP_ENT(c, off)->id : 0;
     fp_unlock(c);
-    if (!off) return FP_CACHE_ENOSPC;
-    memcpy(fp_ent_data(c, off), fp_ent_data(c, p->off), klen + hlen + p->body_len);
-    FP_ENT(c, off)->body_len = p->body_len;
-    if (fp_lock(c) == 0) {
+    if (off) {
+        memcpy(fp_ent_data(c, off), fp_ent_data(c, p->off), klen + hlen);
+        memcpy(fp_ent_body(c, off), fp_ent_body(c, p->off), p->body_len);
+        if (fp_lock(c) == 0) {
+            mut_begin(c);
+            if (owned(c, p)) fp_heap_free(c, p->off);
+            mut_end(c);
+            fp_unlock(c);
+        }
+    } else {
+        /* The chunk being grown may be what splits the free space in two (a
+         * small region): keep its bytes aside, free it, and try once more. */
+        uint8_t *saved = malloc(klen + hlen + p->body_len);
+        if (!saved) return FP_CACHE_ENOSPC;
+        memcpy(saved, fp_ent_data(c, p->off), klen + hlen);
+        memcpy(saved + klen + hlen, fp_ent_body(c, p->off), p->body_len);
+        if (fp_lock(c)) { free(saved); return FP_CACHE_EBUSY; }
+        if (!owned(c, p)) { fp_unlock(c); free(saved); return FP_CACHE_ESTALE; }
         mut_begin(c);
-        if (owned(c, p)) fp_heap_free(c, p->off);
+        fp_heap_free(c, p->off);
+        off = reserve(c, p->slot, hash, klen, hlen, cap, &meta);
         mut_end(c);
         fp_unlock(c);
+        p->off = 0;  /* the old chunk is gone either way */
+        if (off) {
+            memcpy(fp_ent_data(c, off), saved, klen + hlen);
+            memcpy(fp_ent_body(c, off), saved + klen + hlen, p->body_len);
+        }
+        free(saved);
+        if (!off) return FP_CACHE_ENOSPC;
     }
+    FP_ENT(c, off)->body_len = p->body_len;
     p->off = off;
-    p->id = id;
+    p->id = FP_ENT(c, off)->id;  /* PENDING and ours: stable without the lock */
     p->cap = FP_ENT(c, off)->body_cap;
     return FP_CACHE_OK;
 }
@@ -497,8 +540,7 @@ int fp_cache_append(fp_cache *c, fp_cache_put *p, const void *data, size_t len)
         if (r) return r;
     }
     fp_entry *e = FP_ENT(c, p->off);
-    uint8_t *body = fp_ent_data(c, p->off) + e->key_len + e->head_len;
-    memcpy(body + p->body_len, data, len);
+    memcpy(fp_ent_body(c, p->off) + p->body_len, data, len);
     p->body_len += len;
     e->body_len = p->body_len;
     return FP_CACHE_OK;
@@ -513,7 +555,7 @@ int fp_cache_commit(fp_cache *c, fp_cache_put *p)
     uint64_t off = p->off;
     fp_entry *e = FP_ENT(c, off);
     e->body_len = p->body_len;
-    fp_heap_shrink(c, off, fp_need((uint64_t)e->key_len + e->head_len + p->body_len));
+    fp_heap_shrink(c, off, fp_entry_need(c, off, p->body_len));
     e->body_cap = body_room(c, off);
     const uint8_t *key = fp_ent_data(c, off);
     uint64_t old;

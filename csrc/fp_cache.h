@@ -11,6 +11,11 @@
  * - The heap is a boundary-tag allocator with segregated free lists
  *   (fp_cache_heap.c): an entry is ONE contiguous chunk (entry header, key,
  *   response head, body), so a hit is one pointer + length per part.
+ * - Bodies of at least paged_min bytes (fp_cache_init) start on a page and
+ *   own every page they touch, so the data plane can sendfile(2) them from
+ *   the region's memfd; when such an entry is freed its pages are dropped
+ *   (MADV_REMOVE) before the chunk can be reused, so bytes a socket has not
+ *   sent yet keep the old pages and never show another response.
  * - Index: chained hash buckets keyed by a 64-bit hash of the key, then a
  *   full key compare and the Vary secondary-key hash.
  * - LRU: a doubly linked list through the entries; eviction takes the tail.
@@ -28,7 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define FP_CACHE_VERSION 1
+#define FP_CACHE_VERSION 2
 
 /* Return codes (negative = error). */
 #define FP_CACHE_OK 0
@@ -55,6 +60,10 @@
 #define FP_FILL_NOSLOT 3         /* table full: fetch without coalescing         */
 
 #define FP_CACHE_LOCK_TIMEOUT_MS 2000
+
+/* Bodies from this size on are page-aligned and sent with sendfile: below
+ * it, the extra system call costs more than the copy it saves. */
+#define FP_CACHE_SENDFILE_MIN 8192
 
 typedef struct fp_cache fp_cache;  /* the region header (fp_cache_int.h) */
 
@@ -84,6 +93,8 @@ typedef struct {
     size_t key_len, head_len, body_len;
     fp_cache_meta meta;
     uint64_t id;
+    int64_t file_off;            /* the body's offset in the region when it
+                                    is page-laid (sendfile-safe), else -1   */
     int32_t pin;
 } fp_cache_hit;
 
@@ -105,9 +116,11 @@ typedef struct {
     uint64_t capacity;           /* heap bytes                               */
 } fp_cache_stats;
 
-/* Region set-up (master, before fork).  max_entries 0 = no count limit. */
+/* Region set-up (master, before fork).  max_entries 0 = no count limit;
+ * paged_min 0 = never lay bodies out on pages (a region that is no memfd). */
 size_t fp_cache_min_size(void);
-int fp_cache_init(void *mem, size_t size, uint64_t max_entry, uint64_t max_entries);
+int fp_cache_init(void *mem, size_t size, uint64_t max_entry, uint64_t max_entries,
+                  uint64_t paged_min);
 int fp_cache_valid(const void *mem, size_t size);  /* 1 if mem holds our region */
 
 /* Process slots (pins live there).  attach: slot index >= 0, or < 0; call it
@@ -123,6 +136,10 @@ uint64_t fp_cache_hash(const void *key, size_t len);
 int fp_cache_lookup(fp_cache *c, int slot, const void *key, size_t klen, uint64_t vary,
                     unsigned flags, fp_cache_hit *out);
 void fp_cache_release(fp_cache *c, int slot, int32_t pin);
+/* The caller is about to sendfile this pinned hit's body (file_off >= 0):
+ * from now on freeing the entry drops its pages.  No lock: the pin keeps
+ * the entry, and the free that reads the mark takes the lock after unpin. */
+void fp_cache_note_sendfile(fp_cache *c, const fp_cache_hit *hit);
 
 int fp_cache_begin(fp_cache *c, int slot, const void *key, size_t klen, const void *head,
                    size_t hlen, const fp_cache_meta *meta, uint64_t body_hint,

@@ -76,9 +76,15 @@ static int check_locked(fp_cache *c, char *err, size_t n)
                 r = fail(err, n, "used chunk at %llu is no entry", (unsigned long long)off);
                 goto out;
             }
-            if ((uint64_t)e->key_len + e->head_len + e->body_cap > size - FP_DATA_OFF ||
-                e->body_len > e->body_cap) {
+            if ((uint64_t)e->key_len + e->head_len + e->body_gap + e->body_cap >
+                    size - FP_DATA_OFF || e->body_len > e->body_cap) {
                 r = fail(err, n, "entry at %llu overflows its chunk", (unsigned long long)off);
+                goto out;
+            }
+            if (e->paged && (fp_body_off(c, off) % FP_PAGE ||
+                             fp_page_up(e->body_len) > e->body_cap)) {
+                r = fail(err, n, "paged entry at %llu does not own its body's pages",
+                         (unsigned long long)off);
                 goto out;
             }
             uint64_t refs = 0;
@@ -185,7 +191,7 @@ int fp_cache_test_dead_body(fp_cache *c, long index, const uint8_t **body, size_
     for (uint64_t off = c->heap_start; off < c->heap_end && !found; off += FP_CSIZE(c, off)) {
         fp_entry *e = FP_ENT(c, off);
         if ((*FP_HDR(c, off) & FP_CH_FREE) || e->magic != FP_ENT_DEAD || index-- > 0) continue;
-        *body = fp_ent_data(c, off) + e->key_len + e->head_len;
+        *body = fp_ent_body(c, off);
         *len = e->body_len;
         found = 1;
     }

@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 
 #include "fp_cache_int.h"
 
@@ -101,11 +102,26 @@ uint64_t fp_heap_alloc(fp_cache *c, uint64_t need)
     return off;
 }
 
+void fp_heap_drop_pages(fp_cache *c, uint64_t start, uint64_t end)
+{
+    if (start < c->heap_start) start = c->heap_start;
+    if (end > c->heap_end) end = c->heap_end;
+    start = fp_page_up(start);
+    end &= ~(uint64_t)(FP_PAGE - 1);
+    if (start < end) madvise(FP_AT(c, start), end - start, MADV_REMOVE);
+}
+
 uint64_t fp_heap_free(fp_cache *c, uint64_t off)
 {
     uint64_t size = FP_CSIZE(c, off);
     uint64_t next = off + size;
     if (FP_ENT(c, off)->magic) {
+        /* A body sent by sendfile may still be on its way out of a socket:
+         * drop its pages first (the entry is DEAD by now, so a crash here
+         * never serves the emptied pages).  Bodies never sent keep theirs:
+         * a fresh page costs a fault when the chunk is written again. */
+        if (FP_ENT(c, off)->paged && __atomic_load_n(&FP_ENT(c, off)->sent, __ATOMIC_RELAXED))
+            fp_heap_drop_pages(c, fp_body_off(c, off), off + size);
         /* Forget the entry before its chunk can be reused or merged, so a
          * rebuild never resurrects a deleted response from stale bytes. */
         FP_ENT(c, off)->magic = 0;
@@ -150,8 +166,9 @@ static int entry_fits(fp_cache *c, uint64_t off, uint64_t size)
 {
     fp_entry *e = FP_ENT(c, off);
     uint64_t room = size - FP_DATA_OFF;
-    return size >= FP_DATA_OFF && (uint64_t)e->key_len + e->head_len <= room &&
-           e->body_cap <= room - e->key_len - e->head_len && e->body_len <= e->body_cap;
+    uint64_t front = (uint64_t)e->key_len + e->head_len + e->body_gap;
+    return size >= FP_DATA_OFF && front <= room && e->body_cap <= room - front &&
+           e->body_len <= e->body_cap;
 }
 
 static int owner_alive(fp_cache *c, uint32_t slot)
@@ -166,6 +183,7 @@ static void reset_heap(fp_cache *c)
         memset(p->pins, 0, (size_t)c->npins * sizeof(fp_pin));
         p->used = 0;
     }
+    if (c->paged_min) fp_heap_drop_pages(c, c->heap_start, c->heap_end);
     fp_heap_init(c);
     c->epoch++;
     c->st.resets++;

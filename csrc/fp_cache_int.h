@@ -15,6 +15,7 @@
 #define FP_MIN_CHUNK 128u       /* smallest free chunk worth keeping           */
 #define FP_BINS 64              /* free lists by floor(log2(size))             */
 #define FP_NFILL 256            /* in-flight fill claims                       */
+#define FP_PAGE 4096u           /* what a socket holds on to after sendfile    */
 
 /* Chunk header word: size | flags.  The walk uses the size only, and every
  * size change is one 8-byte store, so a heap walk always succeeds even after
@@ -38,7 +39,11 @@ typedef struct {
     uint32_t owner;              /* writer's slot while PENDING               */
     uint32_t key_len;
     uint32_t head_len;
-    uint32_t pad;
+    uint16_t body_gap;           /* bytes between the head and the body       */
+    uint8_t paged;               /* 1: the body starts on a page and every page
+                                    it touches is this chunk's (sendfile-safe) */
+    uint8_t sent;                /* 1: a socket got the body by sendfile: drop
+                                    its pages when the chunk is freed        */
     uint64_t body_len;
     uint64_t body_cap;
     fp_cache_meta meta;
@@ -76,6 +81,8 @@ struct fp_cache {
     uint32_t proc_stride;
     uint64_t nbuckets;           /* a power of two                            */
     uint64_t max_entry, max_entries;
+    uint64_t paged_min;          /* bodies of at least this many bytes are laid
+                                    out on pages (0 = never)                 */
     uint64_t procs_off, fill_off, buckets_off, heap_start, heap_end;
     uint64_t lru_head, lru_tail; /* chunk offsets, 0 = none                   */
     uint64_t bins[FP_BINS];
@@ -119,12 +126,31 @@ static inline uint64_t fp_need(uint64_t payload)
     uint64_t n = (FP_DATA_OFF + payload + FP_ALIGN - 1) & ~(uint64_t)(FP_ALIGN - 1);
     return n < FP_MIN_CHUNK ? FP_MIN_CHUNK : n;
 }
+static inline uint64_t fp_page_up(uint64_t n) { return (n + FP_PAGE - 1) & ~(uint64_t)(FP_PAGE - 1); }
+/* Region offset of an entry's body (after key, head and the page gap). */
+static inline uint64_t fp_body_off(fp_cache *c, uint64_t off)
+{
+    fp_entry *e = FP_ENT(c, off);
+    return off + FP_DATA_OFF + e->key_len + e->head_len + e->body_gap;
+}
+static inline uint8_t *fp_ent_body(fp_cache *c, uint64_t off) { return FP_AT(c, fp_body_off(c, off)); }
+/* Chunk bytes the entry at off needs for a body of body_len bytes.  A paged
+ * body keeps whole pages, so the next chunk starts on a page of its own. */
+static inline uint64_t fp_entry_need(fp_cache *c, uint64_t off, uint64_t body_len)
+{
+    fp_entry *e = FP_ENT(c, off);
+    if (e->paged) return fp_body_off(c, off) + fp_page_up(body_len) - off;
+    return fp_need((uint64_t)e->key_len + e->head_len + body_len);
+}
 
 /* fp_cache_heap.c */
 void fp_heap_init(fp_cache *c);
 uint64_t fp_heap_alloc(fp_cache *c, uint64_t need);
 uint64_t fp_heap_free(fp_cache *c, uint64_t off);  /* -> start of the merged free chunk */
 void fp_heap_shrink(fp_cache *c, uint64_t off, uint64_t need);
+/* Give the whole pages inside [start, end) back to the kernel (MADV_REMOVE):
+ * a socket still sending them keeps the old pages, later writes get new ones. */
+void fp_heap_drop_pages(fp_cache *c, uint64_t start, uint64_t end);
 void fp_cache_rebuild(fp_cache *c);
 int fp_pid_alive(int32_t pid);
 

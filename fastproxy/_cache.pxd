@@ -12,6 +12,7 @@ from fastproxy.fp_cache cimport (
     fp_cache_hit,
     fp_cache_lookup,
     fp_cache_meta,
+    fp_cache_note_sendfile,
     fp_cache_put,
     fp_cache_release,
 )
@@ -21,6 +22,7 @@ cdef class CacheRegion:
     cdef fp_cache *c
     cdef readonly size_t size
     cdef readonly int slot          # this process's pin slot, -1 = not attached
+    cdef readonly int fd            # the region's memfd (sendfile source), -1 = none
     cdef int pid                    # the process `slot` belongs to
     cdef int _ensure_slot(self) except -1
 
@@ -33,6 +35,10 @@ cdef inline int cache_lookup(CacheRegion r, const char *key, size_t klen, uint64
 
 cdef inline void cache_release(CacheRegion r, int32_t pin) noexcept:
     fp_cache_release(r.c, r.slot, pin)
+
+
+cdef inline void cache_note_sendfile(CacheRegion r, const fp_cache_hit *hit) noexcept:
+    fp_cache_note_sendfile(r.c, hit)
 
 
 cdef inline int cache_begin(CacheRegion r, const char *key, size_t klen, const char *head,

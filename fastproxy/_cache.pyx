@@ -1,8 +1,10 @@
 # cython: language_level=3
 """The shared-memory response cache region (csrc/fp_cache.h).
 
-The master creates one CacheRegion before forking (MAP_SHARED | MAP_ANONYMOUS,
-so every worker inherits the same memory); each process that pins entries
+The master creates one CacheRegion before forking: a memfd mapped MAP_SHARED
+(MAP_SHARED | MAP_ANONYMOUS where memfd_create is missing), so every worker
+inherits the same memory, and the data plane can sendfile(2) large bodies from
+the memfd instead of copying them (docs/cache.md, "Sending hits"); each process that pins entries
 claims a slot with attach() (done lazily by the Python methods after a fork).
 The Python methods here are for tests, the admin API and the control plane;
 the data plane uses the cdef inline functions in _cache.pxd.
@@ -17,6 +19,7 @@ import time
 
 from libc.stdint cimport int64_t, uint8_t, uint64_t
 from posix.mman cimport MAP_ANONYMOUS, MAP_FAILED, MAP_SHARED, PROT_READ, PROT_WRITE
+from posix.unistd cimport close
 from posix.mman cimport mmap, munmap
 
 from fastproxy.fp_cache cimport (
@@ -29,6 +32,7 @@ from fastproxy.fp_cache cimport (
     FP_CACHE_NOCOUNT,
     FP_CACHE_NOTOUCH,
     FP_CACHE_OK,
+    FP_CACHE_SENDFILE_MIN,
     FP_CACHE_VARY_STAR,
     FP_FILL_OWNER,
     FP_FILL_WAIT,
@@ -55,6 +59,7 @@ from fastproxy.fp_cache cimport (
 )
 
 VARY_STAR = FP_CACHE_VARY_STAR
+SENDFILE_MIN = FP_CACHE_SENDFILE_MIN
 _ERRORS = {FP_CACHE_EBUSY: "busy", FP_CACHE_ENOSPC: "no space", FP_CACHE_ETOOBIG: "too big",
            FP_CACHE_ENOPIN: "no pin slot"}
 _META_KEYS = ("request_time", "response_time", "date", "expires", "last_modified",
@@ -127,30 +132,49 @@ cdef class CacheRegion:
         self.c = NULL
         self.slot = -1
         self.pid = 0
+        self.fd = -1
 
-    def __init__(self, size_t size, size_t max_entry_size, size_t max_entries=0):
+    def __init__(self, size_t size, size_t max_entry_size, size_t max_entries=0, *,
+                 bint sendfile=True):
         if size < fp_cache_min_size():
             raise ValueError(f"cache size {size} is below the minimum {fp_cache_min_size()}")
         if max_entry_size == 0:
             raise ValueError("max_entry_size must be > 0")
+        cdef int fd = -1
+        if sendfile:
+            try:                # a file the kernel can splice from: sendfile works on it
+                fd = os.memfd_create("fastproxy-cache", os.MFD_CLOEXEC)
+                os.ftruncate(fd, size)
+            except (AttributeError, OSError):
+                if fd >= 0:
+                    os.close(fd)
+                fd = -1
         cdef void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
-                            MAP_SHARED | MAP_ANONYMOUS, -1, 0)
+                            MAP_SHARED | (0 if fd >= 0 else MAP_ANONYMOUS), fd, 0)
         if p == MAP_FAILED:
+            if fd >= 0:
+                close(fd)
             raise MemoryError(f"mmap of {size} bytes for the cache failed")
-        if fp_cache_init(p, size, max_entry_size, max_entries) != FP_CACHE_OK:
+        if fp_cache_init(p, size, max_entry_size, max_entries,
+                         FP_CACHE_SENDFILE_MIN if fd >= 0 else 0) != FP_CACHE_OK:
             munmap(p, size)
+            if fd >= 0:
+                close(fd)
             raise ValueError("cache region layout does not fit (size too small?)")
         self.c = <fp_cache *>p
         self.size = size
+        self.fd = fd
 
     @classmethod
-    def create(cls, size, max_entry_size, max_entries=0):
+    def create(cls, size, max_entry_size, max_entries=0, *, sendfile=True):
         """Map and initialise a new region (the master, before fork)."""
-        return cls(size, max_entry_size, max_entries)
+        return cls(size, max_entry_size, max_entries, sendfile=sendfile)
 
     def __dealloc__(self):
         if self.c != NULL:
             munmap(self.c, self.size)
+        if self.fd >= 0:
+            close(self.fd)
 
     cdef int _ensure_slot(self) except -1:
         cdef int pid = os.getpid()
@@ -290,6 +314,32 @@ cdef class CacheRegion:
         if cache_lookup(self, key, len(key), 0, FP_CACHE_NOCOUNT, &hit) != FP_CACHE_HIT:
             return -1
         return hit.pin
+
+    def _body_file_offset(self, bytes key, *, uint64_t vary=0):
+        """(offset of the body in the memfd or -1 when it is not page-laid, body)."""
+        self._ensure_slot()
+        cdef fp_cache_hit hit
+        if cache_lookup(self, key, len(key), vary, FP_CACHE_NOCOUNT | FP_CACHE_NOTOUCH,
+                        &hit) != FP_CACHE_HIT:
+            return None
+        out = (hit.file_off, (<const char *>hit.body)[:hit.body_len])
+        cache_release(self, hit.pin)
+        return out
+
+    def _sendfile_for_test(self, bytes key, int sock):
+        """Tests only: sendfile key's body to sock as a hit does (mark, send,
+        release); the bytes sent, or -1 when the body is not page-laid."""
+        self._ensure_slot()
+        cdef fp_cache_hit hit
+        if cache_lookup(self, key, len(key), 0, FP_CACHE_NOCOUNT, &hit) != FP_CACHE_HIT:
+            return -1
+        try:
+            if hit.file_off < 0 or self.fd < 0:
+                return -1
+            cache_note_sendfile(self, &hit)
+            return os.sendfile(sock, self.fd, hit.file_off, hit.body_len)
+        finally:
+            cache_release(self, hit.pin)
 
     def _release_for_test(self, int pin):
         cache_release(self, pin)

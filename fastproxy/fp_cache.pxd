@@ -19,6 +19,7 @@ cdef extern from "fp_cache.h" nogil:
         FP_FILL_OWNER
         FP_FILL_WAIT
         FP_FILL_NOSLOT
+        FP_CACHE_SENDFILE_MIN
 
     uint64_t FP_CACHE_VARY_STAR
 
@@ -48,6 +49,7 @@ cdef extern from "fp_cache.h" nogil:
         size_t body_len
         fp_cache_meta meta
         uint64_t id
+        int64_t file_off
         int32_t pin
 
     ctypedef struct fp_cache_put:
@@ -70,7 +72,8 @@ cdef extern from "fp_cache.h" nogil:
         uint64_t capacity
 
     size_t fp_cache_min_size()
-    int fp_cache_init(void *mem, size_t size, uint64_t max_entry, uint64_t max_entries)
+    int fp_cache_init(void *mem, size_t size, uint64_t max_entry, uint64_t max_entries,
+                      uint64_t paged_min)
     int fp_cache_valid(const void *mem, size_t size)
     int fp_cache_attach(fp_cache *c, int32_t pid)
     void fp_cache_detach(fp_cache *c, int slot)
@@ -79,6 +82,7 @@ cdef extern from "fp_cache.h" nogil:
     int fp_cache_lookup(fp_cache *c, int slot, const void *key, size_t klen, uint64_t vary,
                         unsigned flags, fp_cache_hit *out)
     void fp_cache_release(fp_cache *c, int slot, int32_t pin)
+    void fp_cache_note_sendfile(fp_cache *c, const fp_cache_hit *hit)
     int fp_cache_begin(fp_cache *c, int slot, const void *key, size_t klen, const void *head,
                        size_t hlen, const fp_cache_meta *meta, uint64_t body_hint,
                        fp_cache_put *p)

@@ -1,0 +1,144 @@
+"""Bodies the data plane sends with sendfile(2) straight from the cache region's
+memfd (csrc/fp_cache.h "paged" bodies): their layout, and the safety rule that
+makes it correct -- bytes a socket has not delivered yet never change, even when
+the entry is evicted and its memory reused at once."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from fastproxy._cache import SENDFILE_MIN, CacheRegion
+
+PAGE = 4096
+
+
+def pattern(tag: bytes, n: int) -> bytes:
+    return (tag * (n // len(tag) + 1))[:n]
+
+
+@pytest.fixture
+def region() -> CacheRegion:
+    return CacheRegion(1 << 20, 512 << 10, 0)
+
+
+@pytest.fixture
+def tcp_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """A connected loopback TCP pair (sender, receiver); the receiver reads
+    nothing until the test says so, so sent pages sit in its queue."""
+    with socket.create_server(("127.0.0.1", 0)) as srv:
+        rx = socket.create_connection(srv.getsockname())
+        tx, _ = srv.accept()
+    rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    try:
+        yield tx, rx
+    finally:
+        tx.close()
+        rx.close()
+
+
+def recv_exactly(s: socket.socket, n: int) -> bytes:
+    s.settimeout(10)
+    out = bytearray()
+    while len(out) < n:
+        chunk = s.recv(n - len(out))
+        assert chunk, f"connection closed after {len(out)} of {n} bytes"
+        out += chunk
+    return bytes(out)
+
+
+def test_large_bodies_start_on_a_page_of_the_memfd(region: CacheRegion) -> None:
+    assert region.fd >= 0
+    for n in (SENDFILE_MIN, 20000, 300000):
+        key = b"GET http://h/%d" % n
+        body = pattern(b"%d|" % n, n)
+        assert region.put(key, b"HTTP/1.1 200 OK\r\nX-Long-Head: " + b"h" * 333 + b"\r\n\r\n", body)
+        off, got = region._body_file_offset(key)
+        assert got == body
+        assert off > 0 and off % PAGE == 0
+        assert os.pread(region.fd, n, off) == body  # what sendfile will read
+    region.check()
+
+
+def test_small_bodies_and_anonymous_regions_are_not_paged(region: CacheRegion) -> None:
+    region.put(b"small", b"H", b"x" * (SENDFILE_MIN - 1))
+    assert region._body_file_offset(b"small") == (-1, b"x" * (SENDFILE_MIN - 1))
+    anon = CacheRegion(1 << 20, 512 << 10, 0, sendfile=False)
+    assert anon.fd == -1
+    anon.put(b"big", b"H", b"y" * 50000)
+    assert anon._body_file_offset(b"big") == (-1, b"y" * 50000)
+    anon.check()
+
+
+def test_streamed_store_that_outgrows_its_hint_becomes_paged(region: CacheRegion) -> None:
+    body = pattern(b"stream|", 150000)
+    assert region.put(b"s", b"HEAD", body, chunk=7000, hint=100)
+    off, got = region._body_file_offset(b"s")
+    assert got == body and off % PAGE == 0
+    # A hint larger than the body: the commit gives the unused pages back.
+    assert region.put(b"t", b"HEAD", body[:20000], chunk=5000, hint=200000)
+    off, got = region._body_file_offset(b"t")
+    assert got == body[:20000] and off % PAGE == 0
+    region.check()
+    assert region.stats()["bytes"] < 150000 + 20000 + 5 * PAGE
+
+
+def test_sendfile_hands_the_body_to_a_real_socket(
+    region: CacheRegion, tcp_pair: tuple[socket.socket, socket.socket]
+) -> None:
+    tx, rx = tcp_pair
+    body = pattern(b"0123456789abcdef", 64 << 10)
+    region.put(b"k", b"H", body)
+    assert region._sendfile_for_test(b"k", tx.fileno()) == len(body)
+    assert recv_exactly(rx, len(body)) == body
+    region.put(b"small", b"H", b"s" * 100)
+    assert region._sendfile_for_test(b"small", tx.fileno()) == -1
+
+
+def test_body_in_flight_survives_eviction_and_reuse(
+    region: CacheRegion, tcp_pair: tuple[socket.socket, socket.socket]
+) -> None:
+    """The hazard sendfile brings: loopback TCP queues references to the
+    region's pages, not copies, until the receiver reads them.  Deleting the
+    entry and refilling the whole region with other bytes must not change
+    what the receiver gets (the freed pages are dropped, not rewritten)."""
+    tx, rx = tcp_pair
+    body = pattern(b"ORIGINAL-", 96 << 10)
+    region.put(b"victim", b"H", body)
+    assert region._sendfile_for_test(b"victim", tx.fileno()) == len(body)
+    assert region.delete(b"victim") == 1
+    for i in range(40):  # several times the region: every byte is reused
+        region.put(b"other%d" % i, b"H", pattern(b"%02dXXXXXX-" % i, 96 << 10))
+    assert region.stats()["evictions"] > 0
+    assert recv_exactly(rx, len(body)) == body
+    region.check()
+    for i in range(40):
+        got = region.get(b"other%d" % i)
+        assert got is None or got[1] == pattern(b"%02dXXXXXX-" % i, 96 << 10)
+
+
+def test_body_in_flight_survives_replacement_by_a_new_response(
+    region: CacheRegion, tcp_pair: tuple[socket.socket, socket.socket]
+) -> None:
+    tx, rx = tcp_pair
+    old = pattern(b"v1.", 32 << 10)
+    region.put(b"k", b"H", old)
+    assert region._sendfile_for_test(b"k", tx.fileno()) == len(old)
+    for i in range(60):  # the same key stored again and again: the old chunk is reused
+        region.put(b"k", b"H", pattern(b"v%d." % (i + 2), 32 << 10))
+    assert recv_exactly(rx, len(old)) == old
+    region.check()
+
+
+def test_pages_of_unsent_bodies_are_kept(region: CacheRegion) -> None:
+    """Only bodies that went out by sendfile lose their pages when freed (a
+    fresh page costs a fault on the next store): a store/evict churn with no
+    sendfile keeps the region's memory mapped and the data intact."""
+    for i in range(100):
+        region.put(b"k%d" % (i % 7), b"H", pattern(b"%d-" % i, 40000))
+    region.check()
+    for i in range(93, 100):
+        assert region.get(b"k%d" % (i % 7))[1] == pattern(b"%d-" % i, 40000)
