@@ -2,7 +2,10 @@
  * comments. */
 #include "fp_cache_path.h"
 
+#include <errno.h>
 #include <string.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
 
 #include "fp_known_headers.h"
 
@@ -343,4 +346,25 @@ int fp_cpath_merge_304(fp_wbuf *o, const char *stored, size_t sn, const char *fr
         if (llen > 2 && !hop(line, nlen) && fp_wbuf_put(o, line, llen)) return -1;
     });
     return 0;
+}
+
+size_t fp_cpath_send_file(int sock, const char *head, size_t hlen, int fd, int64_t off,
+                          size_t blen)
+{
+    size_t done = 0;
+    while (done < hlen) {
+        ssize_t n = send(sock, head + done, hlen - done, MSG_MORE | MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) done += (size_t)n;
+        else if (n < 0 && errno == EINTR) continue;
+        else return done;
+    }
+    off_t at = (off_t)off;
+    size_t left = blen;
+    while (left) {
+        ssize_t n = sendfile(sock, fd, &at, left);
+        if (n > 0) left -= (size_t)n;
+        else if (n < 0 && errno == EINTR) continue;
+        else break;
+    }
+    return hlen + blen - left;
 }

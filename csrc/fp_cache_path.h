@@ -72,6 +72,15 @@ int fp_cpath_write_hit(fp_wbuf *o, const fp_cache_hit *hit, int64_t age, const c
 int fp_cpath_write_304(fp_wbuf *o, const fp_cache_hit *hit, int64_t age, const char *xc,
                        int close, int client_minor);
 
+/* Send a hit on a non-blocking socket: the head (copied, MSG_MORE so it
+ * leaves with the body), then the body straight from the region's memfd
+ * with sendfile(2) -- no copy into the process, none into the socket.
+ * Returns the bytes sent (head first, then body); short on EAGAIN or an
+ * error, and the caller hands the rest to its transport, which reports
+ * errors its usual way. */
+size_t fp_cpath_send_file(int sock, const char *head, size_t hlen, int fd, int64_t off,
+                          size_t blen);
+
 /* Append the body bytes in data (HTTP/1.1 chunks of our own making when
  * chunked != 0, else raw) to a store in progress. */
 int fp_cpath_append(fp_cache *c, fp_cache_put *p, const char *data, size_t n, int chunked);

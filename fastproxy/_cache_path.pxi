@@ -2,8 +2,9 @@
 # cache; docs/cache.md "Request path"), the Cython half over csrc/fp_cache_path.c
 # and the store (fastproxy._cache).  A hit is answered here without a Python
 # call: key in a C buffer, two lookups, freshness and Age in C, one bytes
-# object for transport.write.  Hooks in _client.pxi / _upstream.pxi are one
-# line each:
+# object for transport.write (or, for a large body on a plain socket, the
+# head by send and the body by sendfile from the region's memfd).  Hooks in
+# _client.pxi / _upstream.pxi are one line each:
 #   start_request  -> cache_request()      (may answer: HIT / STALE / 304 / 504)
 #   read_head      -> cache_response_head() (X-Cache, storability, begin the store)
 #   body written   -> cache_tap()           (append what the client got, de-chunked)
@@ -16,9 +17,10 @@ from libc.time cimport time as c_time
 from cpython.bytes cimport PyBytes_AS_STRING
 
 from fastproxy._cache cimport CacheRegion, cache_begin, cache_commit, cache_abort
-from fastproxy._cache cimport cache_lookup, cache_release
+from fastproxy._cache cimport cache_lookup, cache_note_sendfile, cache_release
 from fastproxy.fp_cache cimport (
     FP_CACHE_ANY_VARIANT, FP_CACHE_HIT, FP_CACHE_NOCOUNT, FP_CACHE_NOTOUCH, FP_CACHE_OK,
+    FP_CACHE_SENDFILE_MIN,
     FP_FILL_OWNER, FP_FILL_WAIT, fp_cache_delete, fp_cache_fill_claim, fp_cache_fill_done,
     fp_cache_fill_pending, fp_cache_hash, fp_cache_hit, fp_cache_meta, fp_cache_purge_prefix,
     fp_cache_count, fp_cache_update_head,
@@ -270,15 +272,55 @@ cdef void cache_fill_done(ClientProtocol c) noexcept:
         c.cfill = 0
 
 
+cdef int sendfile_socket(ClientProtocol self) except -2:
+    """The client's socket when cached bodies may be sendfile'd to it: plain
+    TCP (not TLS) with nothing queued in the transport, else -1."""
+    if self.sfd == -2:
+        sock = self.transport.get_extra_info("socket")
+        self.sfd = sock.fileno() if sock is not None and \
+            self.transport.get_extra_info("sslcontext") is None else -1
+    if self.sfd < 0 or self.transport.get_write_buffer_size():
+        return -1               # queued bytes must go first: copy behind them
+    return self.sfd
+
+
+cdef bint cache_sendfile(ClientProtocol self, CacheRegion r, fp_cache_hit *hit) except -1:
+    """Head from self.wb, body straight from the region's memfd; whatever the
+    socket did not take goes through the transport (copied).  False: not
+    possible here, nothing sent."""
+    cdef int sock
+    if hit.file_off < 0 or hit.body_len < FP_CACHE_SENDFILE_MIN or r.fd < 0 or self.closed:
+        return False
+    sock = sendfile_socket(self)
+    if sock < 0:
+        return False
+    cache_note_sendfile(r, hit)     # from now on its pages are dropped when freed
+    cdef size_t total = self.wb.len + hit.body_len
+    cdef size_t sent = fp_cpath_send_file(sock, self.wb.data, self.wb.len, r.fd, hit.file_off,
+                                          hit.body_len)
+    self.bytes_out += sent
+    self.rt.st.bytes_out += sent
+    if sent < total:
+        rest = PyBytes_FromStringAndSize(NULL, total - sent)
+        if sent < self.wb.len:
+            memcpy(PyBytes_AS_STRING(rest), self.wb.data + sent, self.wb.len - sent)
+            memcpy(PyBytes_AS_STRING(rest) + self.wb.len - sent, hit.body, hit.body_len)
+        else:
+            memcpy(PyBytes_AS_STRING(rest), hit.body + (sent - self.wb.len), total - sent)
+        self.write(rest)
+    return True
+
+
 cdef cache_serve(ClientProtocol self, CacheRegion r, fp_cache_hit *hit, int64_t age, int xc,
                  size_t head_len, bint not_modified):
-    """Answer from a pinned entry: head from C, the body copied once into the
-    bytes object handed to transport.write."""
+    """Answer from a pinned entry: head from C; a large body by sendfile from
+    the region (cache_sendfile), else copied once into the bytes object handed
+    to transport.write."""
     cdef bint close = not self.keep_alive
     cdef bint head_only = self.method_id == FP_M_HEAD
     cdef const char *xn = xc_name(xc) if self.route.x_cache else NULL
     cdef int rc
-    cdef bytes out
+    cdef bytes out = None
     self.start += head_len
     self.wb.len = 0
     if not_modified:            # RFC 9110 13.1: the client's copy is current
@@ -292,12 +334,13 @@ cdef cache_serve(ClientProtocol self, CacheRegion r, fp_cache_hit *hit, int64_t 
         raise MemoryError()
     if not_modified or head_only or hit.meta.status == 204 or hit.meta.status == 304:
         out = PyBytes_FromStringAndSize(self.wb.data, self.wb.len)
-    else:
+    elif not cache_sendfile(self, r, hit):
         out = PyBytes_FromStringAndSize(NULL, self.wb.len + hit.body_len)
         memcpy(PyBytes_AS_STRING(out), self.wb.data, self.wb.len)
         memcpy(PyBytes_AS_STRING(out) + self.wb.len, hit.body, hit.body_len)
     cache_release(r, hit.pin)
-    self.write(out)
+    if out is not None:
+        self.write(out)
     self.request_done()
     if close:
         self.close()

@@ -57,6 +57,7 @@ cdef class ClientProtocol(Conn):
     cdef fp_cache_meta cmeta    # the stale entry's meta
     cdef bint csie              # the stale entry may be served on an error (stale-if-error)
     cdef size_t cmark_head      # where the response head starts in the upstream's out
+    cdef int sfd                # socket to sendfile cached bodies to; -2: not looked up, -1: none
 
     def __cinit__(self, *args, **kwargs):
         self.head.headers = self.slots
@@ -66,6 +67,7 @@ cdef class ClientProtocol(Conn):
     def __init__(self, Runtime rt, listener=None):
         self.rt = rt
         self.state = C_HEAD
+        self.sfd = -2
         self.proto = b"http"
         if listener is not None:
             self.listener = listener

@@ -156,6 +156,7 @@ class CacheConfig:
     x_cache_header: bool = True  # X-Cache: HIT | MISS | STALE | REVALIDATED | BYPASS
     lock_timeout: float = 5.0  # how long a coalesced miss waits for the fill
     heuristic_max: float = 86400.0  # cap of heuristic freshness (RFC 9111 4.2.2)
+    sendfile: bool = True  # large hits leave by sendfile(2) from the region (as nginx's sendfile)
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,6 +324,7 @@ _CACHE_CONVS: dict[str, Conv] = {
     "x_cache_header": _simple(expect_bool),
     "lock_timeout": _simple(parse_positive_duration),
     "heuristic_max": _simple(parse_duration),
+    "sendfile": _simple(expect_bool),
 }
 
 

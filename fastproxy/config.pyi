@@ -204,6 +204,7 @@ class CacheConfig:
     x_cache_header: bool = True
     lock_timeout: float = 5.0
     heuristic_max: float = 86400.0
+    sendfile: bool = True
 
 @dataclass(frozen=True, slots=True)
 class Config:

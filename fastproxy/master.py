@@ -191,7 +191,9 @@ class Master:
         if self.config.cache is not None:
             cc = self.config.cache
             try:
-                self.cache = CacheRegion.create(cc.size, cc.max_entry_size, cc.max_entries)
+                self.cache = CacheRegion.create(
+                    cc.size, cc.max_entry_size, cc.max_entries, sendfile=cc.sendfile
+                )
             except (MemoryError, ValueError) as exc:
                 log.error("cannot create the cache region (cache.size = %d): %s", cc.size, exc)
                 self._close_listeners()

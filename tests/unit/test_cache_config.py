@@ -27,14 +27,15 @@ def test_empty_section_gives_defaults() -> None:
     cfg = load("[cache]\n").cache
     assert cfg == CacheConfig(size=256 << 20, max_entry_size=8 << 20, max_entries=0)
     assert cfg.store_set_cookie is False
+    assert cfg.sendfile is True
 
 
 def test_values() -> None:
     cfg = load(
         '[cache]\nsize = "64MiB"\nmax_entry_size = "512KiB"\nmax_entries = 5000\n'
-        "store_set_cookie = true\n"
+        "store_set_cookie = true\nsendfile = false\n"
     ).cache
-    assert cfg == CacheConfig(64 << 20, 512 << 10, 5000, True)
+    assert cfg == CacheConfig(64 << 20, 512 << 10, 5000, True, sendfile=False)
 
 
 @pytest.mark.parametrize(
@@ -50,6 +51,7 @@ def test_values() -> None:
         ("[cache]\nmax_entries = -1\n", "f.toml:4: cache.max_entries: must be >= 0"),
         ("[cache]\nmax_entries = true\n", "f.toml:4: cache.max_entries: expected integer"),
         ('[cache]\nstore_set_cookie = "yes"\n', "f.toml:4: cache.store_set_cookie: expected"),
+        ("[cache]\nsendfile = 1\n", "f.toml:4: cache.sendfile: expected"),
         ("[cache]\nsise = 1\n", "f.toml:4: cache.sise: unknown key 'sise'; did you mean 'size'?"),
     ],
 )

@@ -1,0 +1,122 @@
+"""Cache hits with large bodies, which a plain-TCP client gets by sendfile(2)
+straight from the cache region (docs/cache.md "Sending hits"): the bytes are
+the origin's whatever the client's pace, pipelining or TLS, and a response
+still queued in the client's socket is not changed by the eviction and reuse
+of the entry's memory."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import pytest
+
+from fastproxy._cache import SENDFILE_MIN
+
+CC = "hdr=Cache-Control:max-age=60"
+
+
+def _cfg(sendfile: bool = True, **server: Any) -> dict[str, Any]:
+    cfg: dict[str, Any] = {
+        "cache": {"size": "4MiB", "max_entry_size": "1MiB", "sendfile": sendfile},
+        "routes": [{"path_prefix": "/", "upstream": "app", "cache": True}],
+    }
+    if server:
+        cfg["server"] = server
+    return cfg
+
+
+def expected(path: str, n: int) -> bytes:
+    """The origin's /cache/ body for the first request of path (tests/integration/conftest.py)."""
+    return f"{path} #1\n".encode().ljust(n, b".")
+
+
+@pytest.mark.parametrize("sendfile", [True, False])
+def test_large_hits_carry_the_stored_bytes(make_proxy: Any, http_conn: Any, sendfile: bool) -> None:
+    p = make_proxy(_cfg(sendfile))
+    c = http_conn(p.port)
+    for n in (SENDFILE_MIN - 1, SENDFILE_MIN, 16384, 200_000, 1_000_000):
+        path = f"/cache/big{n}"
+        t = f"{path}?n={n}&{CC}"
+        miss = c.roundtrip("GET", t)
+        hit = c.roundtrip("GET", t)
+        assert (miss.header("X-Cache"), hit.header("X-Cache")) == ("MISS", "HIT"), n
+        assert hit.body == miss.body == expected(path, n), n
+        assert hit.header("Content-Length") == str(n)
+        head = c.roundtrip("HEAD", t)
+        assert head.header("X-Cache") == "HIT" and head.body == b""
+        assert head.header("Content-Length") == str(n)
+
+
+def test_slow_reader_gets_the_whole_body(make_proxy: Any, http_conn: Any) -> None:
+    """A small receive buffer: sendfile takes part of the body, the transport
+    sends the rest later."""
+    p = make_proxy(_cfg())
+    t = f"/cache/slow?n=900000&{CC}"
+    http_conn(p.port).roundtrip("GET", t)
+    c = http_conn(p.port, rcvbuf=4096, timeout=20)
+    for _ in range(3):
+        r = c.roundtrip("GET", t)
+        assert r.header("X-Cache") == "HIT" and r.body == expected("/cache/slow", 900000)
+
+
+def test_pipelined_large_hits_keep_their_order(make_proxy: Any, http_conn: Any) -> None:
+    p = make_proxy(_cfg())
+    paths = [f"/cache/pipe{i}" for i in range(3)]
+    warm = http_conn(p.port)
+    for i, path in enumerate(paths):
+        warm.roundtrip("GET", f"{path}?n={40000 + i * 7000}&{CC}")
+    c = http_conn(p.port, timeout=10)
+    line = "GET {}?n={}&{} HTTP/1.1\r\nHost: test.local\r\n\r\n"
+    c.send(
+        b"".join(
+            line.format(path, 40000 + (i % 3) * 7000, CC).encode()
+            for i, path in enumerate(paths * 2)
+        )
+    )
+    for i, path in enumerate(paths * 2):
+        r = c.read_response()
+        assert r.header("X-Cache") == "HIT"
+        assert r.body == expected(path, 40000 + (i % 3) * 7000)
+
+
+def test_tls_client_gets_large_hits_copied(make_proxy: Any, http_conn: Any, tls_files: Any) -> None:
+    cert = tls_files.issue("app.example")
+    listen = [{"address": "127.0.0.1:0", "tls": {"cert": cert[0], "key": cert[1]}}]
+    p = make_proxy(_cfg(listen=listen))
+    c = http_conn(p.port, tls=tls_files.client_context(), sni="app.example", timeout=10)
+    t = f"/cache/tls?n=300000&{CC}"
+    assert c.roundtrip("GET", t, host="app.example").header("X-Cache") == "MISS"
+    r = c.roundtrip("GET", t, host="app.example")
+    assert r.header("X-Cache") == "HIT" and r.body == expected("/cache/tls", 300000)
+
+
+def test_queued_response_survives_eviction_and_reuse(make_proxy: Any, http_conn: Any) -> None:
+    """The client asks for a large hit and reads nothing: on loopback its socket
+    queues references to the cache's pages.  Other responses then fill the
+    cache several times over (the entry is evicted and its memory reused);
+    the client must still read the original bytes."""
+    p = make_proxy(_cfg())
+    n = 256 << 10
+    t = f"/cache/victim?n={n}&{CC}"
+    http_conn(p.port).roundtrip("GET", t)
+    lazy = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+    lazy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    try:
+        lazy.sendall(f"GET {t} HTTP/1.1\r\nHost: test.local\r\n\r\n".encode())
+        other = http_conn(p.port, timeout=10)
+        for i in range(40):  # 40 x 256 KiB through a 4 MiB cache
+            path = f"/cache/fill{i}"
+            r = other.roundtrip("GET", f"{path}?n={n}&{CC}")
+            assert r.body == expected(path, n)
+        assert other.roundtrip("GET", t).header("X-Cache") == "MISS"  # really evicted
+        data = b""
+        while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < n:
+            chunk = lazy.recv(1 << 20)
+            assert chunk, data[:200]
+            data += chunk
+        head, body = data.split(b"\r\n\r\n", 1)
+        assert b"X-Cache: HIT" in head
+        assert body == expected("/cache/victim", n)
+    finally:
+        lazy.close()
