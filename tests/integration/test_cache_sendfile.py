@@ -48,6 +48,22 @@ def test_large_hits_carry_the_stored_bytes(make_proxy: Any, http_conn: Any, send
         assert head.header("Content-Length") == str(n)
 
 
+def test_http10_and_close_get_the_body_before_the_close(
+    make_proxy: Any, http_conn: Any, raw_request: Any
+) -> None:
+    p = make_proxy(_cfg())
+    t = f"/cache/ten?n=100000&{CC}"
+    http_conn(p.port).roundtrip("GET", t)
+    for req in (
+        f"GET {t} HTTP/1.0\r\nHost: test.local\r\n\r\n",
+        f"GET {t} HTTP/1.1\r\nHost: test.local\r\nConnection: close\r\n\r\n",
+    ):
+        data = raw_request(p.port, req.encode())  # read until the proxy closes
+        head, body = data.split(b"\r\n\r\n", 1)
+        assert b"X-Cache: HIT" in head and b"Connection: close" in head
+        assert body == expected("/cache/ten", 100000)
+
+
 def test_slow_reader_gets_the_whole_body(make_proxy: Any, http_conn: Any) -> None:
     """A small receive buffer: sendfile takes part of the body, the transport
     sends the rest later."""
