@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "fp_cache_int.h"
 
@@ -87,7 +88,8 @@ int fp_cache_init(void *mem, size_t size, uint64_t max_entry, uint64_t max_entri
     c->size = size;
     c->max_entry = max_entry;
     c->max_entries = max_entries;
-    c->paged_min = paged_min;
+    /* Page-laid bodies assume 4 KiB pages (MADV_REMOVE drops whole pages). */
+    c->paged_min = sysconf(_SC_PAGESIZE) == FP_PAGE ? paged_min : 0;
     c->nprocs = NPROCS;
     c->npins = pins_for(size);
     c->proc_stride = (uint32_t)align_up(sizeof(fp_proc) + c->npins * sizeof(fp_pin), 8);
