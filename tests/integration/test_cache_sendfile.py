@@ -6,7 +6,9 @@ of the entry's memory."""
 
 from __future__ import annotations
 
+import random
 import socket
+import threading
 from typing import Any
 
 import pytest
@@ -140,11 +142,9 @@ def test_queued_response_survives_eviction_and_reuse(make_proxy: Any, http_conn:
 
 def test_two_workers_churning_the_cache_never_mix_bodies(make_proxy: Any, http_conn: Any) -> None:
     """Two workers, eight clients, 24 responses of about 260 KB through a 4 MiB
-    cache that holds about fifteen: entries are sendfile'd, evicted and their memory reused across
-    processes all the time, and every body must still be its own."""
-    import random
-    import threading
-
+    cache that holds about fifteen: entries are sendfile'd, evicted and their
+    memory reused across processes all the time, and every body must still be
+    its own."""
     cfg = _cfg()
     cfg["server"] = {"workers": 2}
     p = make_proxy(cfg)
