@@ -169,6 +169,10 @@ class Proxy:
         for srv in self._servers.values():
             srv.close()
         self._servers.clear()
+        # A connection accepted just before the close has its connection_made
+        # still queued: let it run, or the connection is not in rt.conns yet
+        # and dies with the process without an answer.
+        await asyncio.sleep(0)
         limit = self.config.server.shutdown_timeout if timeout is None else timeout
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limit
