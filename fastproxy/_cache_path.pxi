@@ -301,14 +301,22 @@ cdef bint cache_sendfile(ClientProtocol self, CacheRegion r, fp_cache_hit *hit) 
     self.bytes_out += sent
     self.rt.st.bytes_out += sent
     if sent < total:
-        rest = PyBytes_FromStringAndSize(NULL, total - sent)
-        if sent < self.wb.len:
-            memcpy(PyBytes_AS_STRING(rest), self.wb.data + sent, self.wb.len - sent)
-            memcpy(PyBytes_AS_STRING(rest) + self.wb.len - sent, hit.body, hit.body_len)
-        else:
-            memcpy(PyBytes_AS_STRING(rest), hit.body + (sent - self.wb.len), total - sent)
-        self.write(rest)
+        self.write(hit_bytes(self, hit, sent))
     return True
+
+
+cdef bytes hit_bytes(ClientProtocol self, fp_cache_hit *hit, size_t skip):
+    """(the head in self.wb + the body)[skip:] as one bytes object: the copy
+    path's whole answer (skip 0), or what a socket did not take of a sendfile."""
+    cdef size_t hl = self.wb.len, total = hl + hit.body_len
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, total - skip)
+    cdef char *p = PyBytes_AS_STRING(out)
+    if skip < hl:
+        memcpy(p, self.wb.data + skip, hl - skip)
+        memcpy(p + hl - skip, hit.body, hit.body_len)
+    else:
+        memcpy(p, hit.body + (skip - hl), total - skip)
+    return out
 
 
 cdef cache_serve(ClientProtocol self, CacheRegion r, fp_cache_hit *hit, int64_t age, int xc,
@@ -335,9 +343,7 @@ cdef cache_serve(ClientProtocol self, CacheRegion r, fp_cache_hit *hit, int64_t 
     if not_modified or head_only or hit.meta.status == 204 or hit.meta.status == 304:
         out = PyBytes_FromStringAndSize(self.wb.data, self.wb.len)
     elif not cache_sendfile(self, r, hit):
-        out = PyBytes_FromStringAndSize(NULL, self.wb.len + hit.body_len)
-        memcpy(PyBytes_AS_STRING(out), self.wb.data, self.wb.len)
-        memcpy(PyBytes_AS_STRING(out) + self.wb.len, hit.body, hit.body_len)
+        out = hit_bytes(self, hit, 0)
     cache_release(r, hit.pin)
     if out is not None:
         self.write(out)
