@@ -16,16 +16,17 @@ Prints req/s and CPU microseconds per request for each body size; wrk must be in
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import shutil
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+# fastproxy/procinfo.py and wrk.py, loaded by path as vs_nginx.py does
+from vs_nginx import parse_wrk_output, procinfo, wrk_command  # noqa: E402
+
 PORT = 18771
 
 SERVER = r"""
@@ -49,20 +50,6 @@ uvloop.run(main())
 """
 
 
-def _load(module: str) -> ModuleType:
-    """fastproxy/<module>.py by path, as vs_nginx.py does (standard library only)."""
-    spec = importlib.util.spec_from_file_location(f"_fp_{module}", ROOT / f"fastproxy/{module}.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-procinfo = _load("procinfo")
-wrk = _load("wrk")
-
-
 def measure(size: int, rounds: int, duration: int) -> tuple[float, float]:
     """Median req/s and median CPU us per request over rounds."""
     server = subprocess.Popen(
@@ -74,14 +61,14 @@ def measure(size: int, rounds: int, duration: int) -> tuple[float, float]:
         for r in range(rounds):
             print(f"[size {size}] round {r + 1}/{rounds}", file=sys.stderr, flush=True)
             before = procinfo.cpu_seconds([server.pid])
-            cmd = wrk.wrk_command(
+            cmd = wrk_command(
                 f"http://127.0.0.1:{PORT}/", duration=duration, threads=1, connections=50
             )
             out = subprocess.run(
                 ["taskset", "-c", "0", *cmd], capture_output=True, text=True, check=True
             ).stdout
             used = procinfo.cpu_seconds([server.pid]) - before
-            res = wrk.parse_wrk_output(out)
+            res = parse_wrk_output(out)
             rps.append(res.rps)
             cpu.append(used / res.requests * 1e6)
         return statistics.median(rps), statistics.median(cpu)
