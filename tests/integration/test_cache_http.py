@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from support import free_port
 
 CC = "hdr=Cache-Control:"
 
@@ -318,18 +319,18 @@ def _admin(port: int, path: str, body: bytes) -> Any:
     return json.loads(data.split(b"\r\n\r\n", 1)[1])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def test_purge_removes_real_entries(make_proxy: Any, origin: Any, http_conn: Any) -> None:
-    port = _free_port()
+def _with_admin(make_proxy: Callable[..., Any], origin: Any) -> tuple[Any, int]:
+    """A cache proxy with the admin endpoint up: (proxy, admin port)."""
+    port = free_port()
     cfg = _cfg(origin)
     cfg["admin"] = {"listen": f"127.0.0.1:{port}"}
     p = make_proxy(cfg)
     p.wait_log(r"admin endpoint on", timeout=10)
+    return p, port
+
+
+def test_purge_removes_real_entries(make_proxy: Any, origin: Any, http_conn: Any) -> None:
+    p, port = _with_admin(make_proxy, origin)
     c = http_conn(p.port)
     for path in ("/cache/img/a", "/cache/img/b", "/cache/doc"):
         get(c, f"{path}?{CC}max-age=60", host="Example.COM")
@@ -521,11 +522,7 @@ def test_compressed_variants_one_per_coding(make_proxy: Any, origin: Any, http_c
 def test_counters_one_per_request(make_proxy: Any, origin: Any, http_conn: Any) -> None:
     # hits: requests answered from the cache (HIT, STALE, 304); misses: requests
     # that went to the origin, whatever number of lookups each took
-    port = _free_port()
-    cfg = _cfg(origin)
-    cfg["admin"] = {"listen": f"127.0.0.1:{port}"}
-    p = make_proxy(cfg)
-    p.wait_log(r"admin endpoint on", timeout=10)
+    p, port = _with_admin(make_proxy, origin)
     c = http_conn(p.port)
     t = f"/cache/cnt?{CC}max-age=60&hdr=Vary:Accept-Language"
     get(c, t, headers=[("Accept-Language", "en")])  # miss
