@@ -272,48 +272,55 @@ cdef void cache_fill_done(ClientProtocol c) noexcept:
         c.cfill = 0
 
 
-cdef int sendfile_socket(ClientProtocol self) except -2:
-    """The client's socket when cached bodies may be sendfile'd to it: plain
-    TCP (not TLS) with nothing queued in the transport, else -1."""
+cdef int direct_socket(ClientProtocol self) except -2:
+    """The client's socket when a hit may be written to it directly (not
+    through the transport): plain TCP (not TLS), open, nothing queued in the
+    transport; else -1."""
     if self.sfd == -2:
         sock = self.transport.get_extra_info("socket")
         self.sfd = sock.fileno() if sock is not None and \
             self.transport.get_extra_info("sslcontext") is None else -1
-    if self.sfd < 0 or self.transport.get_write_buffer_size():
+    if self.sfd < 0 or self.closed or self.state == C_CLOSED \
+            or self.transport.get_write_buffer_size():
         return -1               # queued bytes must go first: copy behind them
     return self.sfd
 
 
-cdef bint cache_sendfile(ClientProtocol self, CacheRegion r, fp_cache_hit *hit) except -1:
-    """Head from self.wb, body straight from the region's memfd; whatever the
-    socket did not take goes through the transport (copied).  False: not
+cdef bint cache_send_direct(ClientProtocol self, CacheRegion r, fp_cache_hit *hit,
+                            size_t body_len) except -1:
+    """Send the head in self.wb and body_len bytes of the hit's body on the
+    socket itself: a large page-laid body by sendfile from the region's
+    memfd, anything smaller in one sendmsg straight from the pinned region.
+    What the socket does not take is copied into the transport.  False: not
     possible here, nothing sent."""
-    cdef int sock
-    if hit.file_off < 0 or hit.body_len < FP_CACHE_SENDFILE_MIN or r.fd < 0 or self.closed:
-        return False
-    sock = sendfile_socket(self)
+    cdef int sock = direct_socket(self)
+    cdef size_t sent, total = self.wb.len + body_len
     if sock < 0:
         return False
-    cache_note_sendfile(r, hit)     # from now on its pages are dropped when freed
-    cdef size_t total = self.wb.len + hit.body_len
-    cdef size_t sent = fp_cpath_send_file(sock, self.wb.data, self.wb.len, r.fd, hit.file_off,
-                                          hit.body_len)
+    if body_len >= FP_CACHE_SENDFILE_MIN and hit.file_off >= 0 and r.fd >= 0:
+        cache_note_sendfile(r, hit)     # from now on its pages are dropped when freed
+        sent = fp_cpath_send_file(sock, self.wb.data, self.wb.len, r.fd, hit.file_off,
+                                  body_len)
+    else:
+        sent = fp_cpath_send_copy(sock, self.wb.data, self.wb.len, <const char *>hit.body,
+                                  body_len)
     self.bytes_out += sent
     self.rt.st.bytes_out += sent
     if sent < total:
-        self.write(hit_bytes(self, hit, sent))
+        self.write(hit_bytes(self, hit, body_len, sent))
     return True
 
 
-cdef bytes hit_bytes(ClientProtocol self, fp_cache_hit *hit, size_t skip):
-    """(the head in self.wb + the body)[skip:] as one bytes object: the copy
-    path's whole answer (skip 0), or what a socket did not take of a sendfile."""
-    cdef size_t hl = self.wb.len, total = hl + hit.body_len
+cdef bytes hit_bytes(ClientProtocol self, fp_cache_hit *hit, size_t body_len, size_t skip):
+    """(the head in self.wb + body_len bytes of body)[skip:] as one bytes
+    object: the copy path's whole answer (skip 0), or what a socket did not
+    take of a direct send."""
+    cdef size_t hl = self.wb.len, total = hl + body_len
     cdef bytes out = PyBytes_FromStringAndSize(NULL, total - skip)
     cdef char *p = PyBytes_AS_STRING(out)
     if skip < hl:
         memcpy(p, self.wb.data + skip, hl - skip)
-        memcpy(p + hl - skip, hit.body, hit.body_len)
+        memcpy(p + hl - skip, hit.body, body_len)
     else:
         memcpy(p, hit.body + (skip - hl), total - skip)
     return out
@@ -321,13 +328,14 @@ cdef bytes hit_bytes(ClientProtocol self, fp_cache_hit *hit, size_t skip):
 
 cdef cache_serve(ClientProtocol self, CacheRegion r, fp_cache_hit *hit, int64_t age, int xc,
                  size_t head_len, bint not_modified):
-    """Answer from a pinned entry: head from C; a large body by sendfile from
-    the region (cache_sendfile), else copied once into the bytes object handed
-    to transport.write."""
+    """Answer from a pinned entry: head from C, then written to the socket
+    directly (cache_send_direct), or, behind queued bytes or on TLS, copied
+    once into the bytes object handed to transport.write."""
     cdef bint close = not self.keep_alive
     cdef bint head_only = self.method_id == FP_M_HEAD
     cdef const char *xn = xc_name(xc) if self.route.x_cache else NULL
     cdef int rc
+    cdef size_t body_len = hit.body_len
     cdef bytes out = None
     self.start += head_len
     self.wb.len = 0
@@ -341,9 +349,9 @@ cdef cache_serve(ClientProtocol self, CacheRegion r, fp_cache_hit *hit, int64_t 
         cache_release(r, hit.pin)
         raise MemoryError()
     if not_modified or head_only or hit.meta.status == 204 or hit.meta.status == 304:
-        out = PyBytes_FromStringAndSize(self.wb.data, self.wb.len)
-    elif not cache_sendfile(self, r, hit):
-        out = hit_bytes(self, hit, 0)
+        body_len = 0
+    if not cache_send_direct(self, r, hit, body_len):
+        out = hit_bytes(self, hit, body_len, 0)
     cache_release(r, hit.pin)
     if out is not None:
         self.write(out)
