@@ -19,6 +19,15 @@ from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memchr
 
+cdef extern from "sys/socket.h" nogil:
+    int setsockopt(int fd, int level, int name, const void *val, unsigned int vlen)
+cdef extern from "netinet/in.h" nogil:
+    enum:
+        IPPROTO_TCP
+cdef extern from "netinet/tcp.h" nogil:
+    enum:
+        TCP_CORK
+
 from fastproxy.fp_cache cimport fp_cache_meta, fp_cache_put
 from fastproxy.fp_cache_policy cimport fp_cc
 from fastproxy._compress cimport (

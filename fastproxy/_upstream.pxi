@@ -270,6 +270,8 @@ cdef class UpstreamProtocol(Conn):
                 fp_chunked_init(&self.chunk, 4096, 16384)
             self.state = U_BODY
             if kind == FP_BODY_NONE:
+                if self.close_client:
+                    c.cork_for_close()  # the head is all: send it with the FIN
                 self.finish(c)
             return
 
@@ -279,8 +281,10 @@ cdef class UpstreamProtocol(Conn):
         cdef int kind = self.fr.kind
         if kind == FP_BODY_LENGTH:
             n = self.end - self.start
-            if n > self.left:
+            if n >= self.left:
                 n = <size_t>self.left
+                if self.close_client and self.tx is None:
+                    c.cork_for_close()  # the rest of it is here: send it with the FIN
             if not self.body_data(c, self.buf + self.start, n):
                 return
             self.start += n

@@ -752,7 +752,9 @@ class Origin:
             extra.append((name, value.strip()))
         is_head = method == "HEAD"
 
-        def send_head(status: int, hdrs: list[tuple[str, str]], reason: str = "") -> None:
+        def send_head(
+            status: int, hdrs: list[tuple[str, str]], reason: str = "", body: bytes = b""
+        ) -> None:
             reason = reason or _REASONS.get(status, "Whatever")
             all_h = hdrs + extra
             if not keep:
@@ -760,13 +762,12 @@ class Origin:
             elif version == "HTTP/1.0":
                 all_h.append(("Connection", "keep-alive"))
             data = f"HTTP/1.1 {status} {reason}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in all_h)
-            conn.sendall(data.encode("latin-1") + b"\r\n")
+            conn.sendall(data.encode("latin-1") + b"\r\n" + body)
 
         def simple(status: int, data: bytes, hdrs: list[tuple[str, str]] | None = None) -> None:
+            # head and body in one write, as most servers send a small response
             h = [("Content-Length", str(len(data)))] + (hdrs or [])
-            send_head(status, h)
-            if not is_head and data:
-                conn.sendall(data)
+            send_head(status, h, body=b"" if is_head else data)
 
         if path.startswith("/cache/"):
             self._cacheable(conn, path, q, headers, simple, send_head)
