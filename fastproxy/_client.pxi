@@ -533,10 +533,9 @@ cdef class ClientProtocol(Conn):
     cdef int socket_fd(self) except -2:
         """The client's socket, for what we do to it beside the transport
         (cache hits written directly, corking): plain TCP only, -1 on TLS."""
-        if self.sfd == -2:
-            sock = self.transport.get_extra_info("socket")
-            self.sfd = sock.fileno() if sock is not None and \
-                self.transport.get_extra_info("sslcontext") is None else -1
+        if self.sfd == -2:      # TLS listeners set proto to https (tls.py)
+            sock = None if self.proto == b"https" else self.transport.get_extra_info("socket")
+            self.sfd = sock.fileno() if sock is not None else -1
         return self.sfd
 
     cdef void cork_for_close(self) except *:
