@@ -87,7 +87,7 @@ extensions = [
     ext(
         "fastproxy._protocols",
         "fastproxy/_protocols.pyx",
-        [*DATA_PLANE_C, *CACHE_C, *CACHE_POLICY_C, "csrc/fp_cache_path.c"],
+        [*DATA_PLANE_C, *CACHE_C, *CACHE_POLICY_C, "csrc/fp_cache_path.c", "csrc/fp_sock.c"],
     ),
     ext("fastproxy._rewrite", "fastproxy/_rewrite.pyx", DATA_PLANE_C),
     ext("fastproxy._compress", "fastproxy/_compress.pyx", [*PARSER_C, "csrc/fp_encoding.c"]),

@@ -371,14 +371,14 @@ size_t fp_cpath_send_file(int sock, const char *head, size_t hlen, int fd, int64
 }
 
 size_t fp_cpath_send_copy(int sock, const char *head, size_t hlen, const char *body,
-                          size_t blen)
+                          size_t blen, int more)
 {
     struct iovec v[2] = {{(void *)head, hlen}, {(void *)body, blen}};
     struct msghdr m = {0};
     m.msg_iov = v;
     m.msg_iovlen = blen ? 2 : 1;
     for (;;) {
-        ssize_t n = sendmsg(sock, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n = sendmsg(sock, &m, MSG_NOSIGNAL | MSG_DONTWAIT | (more ? MSG_MORE : 0));
         if (n >= 0) return (size_t)n;   /* short: the socket is full, no retry */
         if (errno != EINTR) return 0;
     }

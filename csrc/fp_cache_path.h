@@ -85,9 +85,9 @@ size_t fp_cpath_send_file(int sock, const char *head, size_t hlen, int fd, int64
  * blen bytes of body read straight from the (pinned) region -- the one copy
  * is the kernel's into the socket.  Smaller bodies than FP_CACHE_SENDFILE_MIN
  * go this way: one system call costs less than send + sendfile.  Returns
- * the bytes sent; short as fp_cpath_send_file. */
+ * the bytes sent; short as fp_cpath_send_file.  more: see fp_sock_send. */
 size_t fp_cpath_send_copy(int sock, const char *head, size_t hlen, const char *body,
-                          size_t blen);
+                          size_t blen, int more);
 
 /* Append the body bytes in data (HTTP/1.1 chunks of our own making when
  * chunked != 0, else raw) to a store in progress. */

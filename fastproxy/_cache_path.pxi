@@ -276,7 +276,7 @@ cdef int direct_socket(ClientProtocol self) except -2:
     """The client's socket when a hit may be written to it directly (not
     through the transport): plain TCP (not TLS), open, nothing queued in the
     transport; else -1."""
-    if self.socket_fd() < 0 or self.closed or self.state == C_CLOSED \
+    if self.sfd < 0 or self.closed or self.state == C_CLOSED \
             or self.transport.get_write_buffer_size():
         return -1               # queued bytes must go first: copy behind them
     return self.sfd
@@ -299,7 +299,7 @@ cdef bint cache_send_direct(ClientProtocol self, CacheRegion r, fp_cache_hit *hi
                                   body_len)
     else:
         sent = fp_cpath_send_copy(sock, self.wb.data, self.wb.len, <const char *>hit.body,
-                                  body_len)
+                                  body_len, not self.keep_alive and self.fin_follows())
     self.bytes_out += sent
     self.rt.st.bytes_out += sent
     if sent < total:
@@ -346,8 +346,6 @@ cdef cache_serve(ClientProtocol self, CacheRegion r, fp_cache_hit *hit, int64_t 
         raise MemoryError()
     if not_modified or head_only or hit.meta.status == 204 or hit.meta.status == 304:
         body_len = 0
-    if close:
-        self.cork_for_close()
     if not cache_send_direct(self, r, hit, body_len):
         out = hit_bytes(self, hit, body_len, 0)
     cache_release(r, hit.pin)

@@ -57,7 +57,7 @@ cdef class ClientProtocol(Conn):
     cdef fp_cache_meta cmeta    # the stale entry's meta
     cdef bint csie              # the stale entry may be served on an error (stale-if-error)
     cdef size_t cmark_head      # where the response head starts in the upstream's out
-    cdef int sfd                # socket_fd(): -2 not looked up yet, -1 none (TLS)
+    cdef int sfd                # the socket, for send() and cache hits; -1: none (TLS)
 
     def __cinit__(self, *args, **kwargs):
         self.head.headers = self.slots
@@ -67,7 +67,7 @@ cdef class ClientProtocol(Conn):
     def __init__(self, Runtime rt, listener=None):
         self.rt = rt
         self.state = C_HEAD
-        self.sfd = -2
+        self.sfd = -1
         self.proto = b"http"
         if listener is not None:
             self.listener = listener
@@ -93,12 +93,25 @@ cdef class ClientProtocol(Conn):
 
     # ---- asyncio protocol interface ------------------------------------
     def connection_made(self, transport):
+        cdef char ip_text[64]
+        cdef int n = -1, fd = -1
         self.transport = transport
         self.twrite = transport.write
-        peer = transport.get_extra_info("peername")
-        ip = peer[0] if peer else "unknown"
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            fd = sock.fileno()
+            n = fp_sock_peer_ip(fd, ip_text, sizeof(ip_text))
+        if n >= 0:              # cheaper than uvloop's peername (a socket object, a tuple)
+            self.peer_ip = ip_text[:n]
+            ip = self.peer_ip.decode("ascii")
+        else:
+            peer = transport.get_extra_info("peername")
+            ip = peer[0] if peer else "unknown"
+            self.peer_ip = ip.encode()
         self.peer = ip
-        self.peer_ip = ip.encode()
+        # written to directly (send(), cache hits) on plain TCP; a TLS
+        # listener's proto is https (tls.py)
+        self.sfd = fd if self.proto != b"https" else -1
         self.trusted = self.rt.is_trusted(ip)
         if self.listener is not None and self.listener.per_connection:
             self.lreq = self.listener.client_rules(transport)   # mTLS: the cert's subject
@@ -530,28 +543,30 @@ cdef class ClientProtocol(Conn):
         self.request_done()
         self.close()
 
-    cdef int socket_fd(self) except -2:
-        """The client's socket, for what we do to it beside the transport
-        (cache hits written directly, corking): plain TCP only, -1 on TLS."""
-        if self.sfd == -2:      # TLS listeners set proto to https (tls.py)
-            sock = None if self.proto == b"https" else self.transport.get_extra_info("socket")
-            self.sfd = sock.fileno() if sock is not None else -1
-        return self.sfd
+    cdef bint fin_follows(self):
+        """This response is the connection's last and the bytes being
+        written complete it: send them with MSG_MORE, so that the close
+        right after puts the FIN in their last segment (one delivery and
+        one wake-up of the client instead of two).  Not when more may come
+        from the client (a request body still arriving, bytes pipelined
+        behind): closing with unread data sends a reset, which would also
+        drop what MSG_MORE still holds."""
+        return (not self.keep_alive or self.client_eof) and self.state != C_BODY \
+            and self.start == self.end
 
-    cdef void cork_for_close(self) except *:
-        """The whole of the last response is in hand and the connection
-        closes after it: cork the socket so its last bytes and the FIN leave
-        as one segment (tcp_send_fin tacks the FIN onto the unsent tail), one
-        delivery and one wake-up of the client instead of two.  The close
-        flushes it; never used for a body still streaming in, which the
-        cork would hold back (up to the kernel's 200 ms ceiling).  Not when
-        more may come from the client (a request body still arriving, bytes
-        pipelined behind this request): closing with unread data sends a
-        reset, which would discard a tail still held by the cork."""
-        cdef int one = 1
-        if not self.closed and self.state != C_BODY and self.start == self.end \
-                and self.socket_fd() >= 0:
-            setsockopt(self.sfd, IPPROTO_TCP, TCP_CORK, &one, sizeof(one))
+    cdef send(self, const char *p, size_t n, bint fin_next):
+        """Write p[:n] to the client: straight to the socket when the
+        transport has nothing queued (no bytes object, no transport call),
+        what the socket does not take through the transport (which also
+        reports any error).  fin_next: see fin_follows()."""
+        cdef size_t sent = 0
+        if self.sfd >= 0 and self.state != C_CLOSED and not self.closed \
+                and not self.transport.get_write_buffer_size():
+            sent = fp_sock_send(self.sfd, p, n, fin_next)
+            self.bytes_out += sent
+            self.rt.st.bytes_out += sent
+        if sent < n:
+            self.write(PyBytes_FromStringAndSize(p + sent, n - sent))
 
     cdef close(self):
         if not self.closed:

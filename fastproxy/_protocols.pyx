@@ -19,15 +19,6 @@ from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memchr
 
-cdef extern from "sys/socket.h" nogil:
-    int setsockopt(int fd, int level, int name, const void *val, unsigned int vlen)
-cdef extern from "netinet/in.h" nogil:
-    enum:
-        IPPROTO_TCP
-cdef extern from "netinet/tcp.h" nogil:
-    enum:
-        TCP_CORK
-
 from fastproxy.fp_cache cimport fp_cache_meta, fp_cache_put
 from fastproxy.fp_cache_policy cimport fp_cc
 from fastproxy._compress cimport (
@@ -44,6 +35,7 @@ from fastproxy.fp_peer cimport (
     FP_PEER_EV_NONE, FP_PEER_EV_PASSIVE_OUT, FP_PEER_FAIL, FP_PEER_NEUTRAL, FP_PEER_OK,
 )
 from fastproxy.fp_path cimport fp_normalize_path
+from fastproxy.fp_sock cimport fp_sock_peer_ip, fp_sock_send
 from fastproxy.fp_rewrite cimport *
 from fastproxy.fp_stats cimport fp_stats_class, fp_stats_time
 

@@ -78,7 +78,7 @@ cdef class UpstreamProtocol(Conn):
                 if self.body_end(c):
                     cache_tap(c, self)
                     if self.out.len:
-                        c.write(PyBytes_FromStringAndSize(self.out.data, self.out.len))
+                        c.send(self.out.data, self.out.len, c.fin_follows())
                     cache_store_end(c)
                     c.end_server(FP_PEER_FAIL if c.status >= 500 and self.upstream.fail_on_5xx
                                  else FP_PEER_OK, f"status {c.status}")
@@ -174,7 +174,7 @@ cdef class UpstreamProtocol(Conn):
             self.consumed_all()
         cache_tap(c, self)
         if self.out.len and self.client is not None:
-            c.write(PyBytes_FromStringAndSize(self.out.data, self.out.len))
+            c.send(self.out.data, self.out.len, False)
         if self.state == U_BODY:
             self.deadline = monotonic() + self.upstream.read_timeout
 
@@ -270,8 +270,6 @@ cdef class UpstreamProtocol(Conn):
                 fp_chunked_init(&self.chunk, 4096, 16384)
             self.state = U_BODY
             if kind == FP_BODY_NONE:
-                if self.close_client:
-                    c.cork_for_close()  # the head is all: send it with the FIN
                 self.finish(c)
             return
 
@@ -281,10 +279,8 @@ cdef class UpstreamProtocol(Conn):
         cdef int kind = self.fr.kind
         if kind == FP_BODY_LENGTH:
             n = self.end - self.start
-            if n >= self.left:
+            if n > self.left:
                 n = <size_t>self.left
-                if self.close_client and self.tx is None:
-                    c.cork_for_close()  # the rest of it is here: send it with the FIN
             if not self.body_data(c, self.buf + self.start, n):
                 return
             self.start += n
@@ -358,10 +354,12 @@ cdef class UpstreamProtocol(Conn):
             c.response_started = False
         c.upstream_failed(502, why)
 
-    cdef flush(self, ClientProtocol c):
+    cdef flush(self, ClientProtocol c, bint last=False):
+        """Hand what out holds to the client; last: it ends the response
+        (finish()), so the FIN may ride with it (fin_follows())."""
         cache_tap(c, self)
         if self.out.len:
-            c.write(PyBytes_FromStringAndSize(self.out.data, self.out.len))
+            c.send(self.out.data, self.out.len, last and c.fin_follows())
             self.out.len = 0
 
     cdef bad_response(self, ClientProtocol c, str why):
@@ -375,7 +373,7 @@ cdef class UpstreamProtocol(Conn):
         """Response complete: flush it, pool or close this connection, then
         let the client move on (its next pipelined request may write)."""
         cdef Upstream u = self.upstream
-        self.flush(c)
+        self.flush(c, True)
         cache_store_end(c)
         self.client = None
         fp_stats_time(&self.rt.st.servers[self.server.stats_index],

@@ -45,7 +45,7 @@ cdef extern from "fp_cache_path.h" nogil:
     size_t fp_cpath_send_file(int sock, const char *head, size_t hlen, int fd, int64_t off,
                               size_t blen)
     size_t fp_cpath_send_copy(int sock, const char *head, size_t hlen, const char *body,
-                              size_t blen)
+                              size_t blen, int more)
     int fp_cpath_merge_304(fp_wbuf *o, const char *stored, size_t sn, const char *fresh,
                            size_t fn)
     int fp_cpath_not_modified(const char *req, const fp_head *h, const fp_cache_hit *hit,

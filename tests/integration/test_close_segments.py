@@ -1,6 +1,7 @@
 """A response after which the connection closes leaves with the FIN in its
-last segment (ClientProtocol.cork_for_close): one loopback delivery and one
-wake-up of the client instead of two.  Watched on the wire with a packet
+last segment (ClientProtocol.fin_follows: its last bytes are sent with
+MSG_MORE, the close adds the FIN): one loopback delivery and one wake-up of
+the client instead of two.  Watched on the wire with a packet
 socket on the loopback interface (needs CAP_NET_RAW: root, as in CI)."""
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def test_proxied_response_and_fin_leave_together(make_proxy: Any, n: int) -> Non
         _assert_fin_rides_last_data(cap, p.port, local)
 
 
-@pytest.mark.parametrize("n", [100, 100_000])  # one sendmsg; sendfile
+@pytest.mark.parametrize("n", [100, 20_000])  # bodies sent by sendmsg (sendfile: from 24 KiB)
 def test_cache_hit_and_fin_leave_together(make_proxy: Any, n: int) -> None:
     p = make_proxy(
         {
@@ -143,7 +144,8 @@ def test_cache_hit_and_fin_leave_together(make_proxy: Any, n: int) -> None:
 def test_streamed_close_response_is_not_held_back(make_proxy: Any, origin: Any) -> None:
     """A body still streaming in (events 0.5 s apart, the connection closes
     after it) is forwarded as it comes: each event leaves the proxy within
-    0.15 s of reaching it, where a cork would hold it for up to 0.2 s."""
+    0.15 s of reaching it, where MSG_MORE or a cork would hold it for up to
+    0.2 s."""
     p = make_proxy()
     with capture(p.port, origin.port) as cap:
         local, data = _closing_exchange(p.port, "/events?mode=chunked&n=3&gap=0.5")
