@@ -277,7 +277,7 @@ cdef int direct_socket(ClientProtocol self) except -2:
     through the transport): plain TCP (not TLS), open, nothing queued in the
     transport; else -1."""
     if self.sfd < 0 or self.closed or self.state == C_CLOSED \
-            or self.transport.get_write_buffer_size():
+            or self.transport.get_write_buffer_size() or self.transport.is_closing():
         return -1               # queued bytes must go first: copy behind them
     return self.sfd
 

@@ -93,25 +93,15 @@ cdef class ClientProtocol(Conn):
 
     # ---- asyncio protocol interface ------------------------------------
     def connection_made(self, transport):
-        cdef char ip_text[64]
-        cdef int n = -1, fd = -1
         self.transport = transport
         self.twrite = transport.write
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            fd = sock.fileno()
-            n = fp_sock_peer_ip(fd, ip_text, sizeof(ip_text))
-        if n >= 0:              # cheaper than uvloop's peername (a socket object, a tuple)
-            self.peer_ip = ip_text[:n]
-            ip = self.peer_ip.decode("ascii")
-        else:
-            peer = transport.get_extra_info("peername")
-            ip = peer[0] if peer else "unknown"
-            self.peer_ip = ip.encode()
+        peer = transport.get_extra_info("peername")   # read by uvloop at accept
+        ip = peer[0] if peer else "unknown"
         self.peer = ip
-        # written to directly (send(), cache hits) on plain TCP; a TLS
-        # listener's proto is https (tls.py)
-        self.sfd = fd if self.proto != b"https" else -1
+        self.peer_ip = ip.encode()
+        if self.proto != b"https":  # a TLS listener's proto (tls.py): no direct writes
+            sock = transport.get_extra_info("socket")
+            self.sfd = sock.fileno() if sock is not None else -1
         self.trusted = self.rt.is_trusted(ip)
         if self.listener is not None and self.listener.per_connection:
             self.lreq = self.listener.client_rules(transport)   # mTLS: the cert's subject
@@ -549,10 +539,12 @@ cdef class ClientProtocol(Conn):
         right after puts the FIN in their last segment (one delivery and
         one wake-up of the client instead of two).  Not when more may come
         from the client (a request body still arriving, bytes pipelined
-        behind): closing with unread data sends a reset, which would also
-        drop what MSG_MORE still holds."""
-        return (not self.keep_alive or self.client_eof) and self.state != C_BODY \
-            and self.start == self.end
+        behind, or a client that did not ask to close -- we end it for
+        keepalive_requests or a stop -- and may send its next request):
+        closing with unread data sends a reset, which would also drop what
+        MSG_MORE still holds."""
+        return ((self.fr.flags & FP_F_KEEP_ALIVE) == 0 or self.client_eof) \
+            and self.state != C_BODY and self.start == self.end
 
     cdef send(self, const char *p, size_t n, bint fin_next):
         """Write p[:n] to the client: straight to the socket when the
@@ -561,7 +553,8 @@ cdef class ClientProtocol(Conn):
         reports any error).  fin_next: see fin_follows()."""
         cdef size_t sent = 0
         if self.sfd >= 0 and self.state != C_CLOSED and not self.closed \
-                and not self.transport.get_write_buffer_size():
+                and not self.transport.get_write_buffer_size() \
+                and not self.transport.is_closing():
             sent = fp_sock_send(self.sfd, p, n, fin_next)
             self.bytes_out += sent
             self.rt.st.bytes_out += sent
@@ -573,6 +566,11 @@ cdef class ClientProtocol(Conn):
             self.state = C_CLOSED
             self.deadline = 0
             self.transport.close()
+
+    def abort_now(self):
+        """Close at once (graceful stop ran out of time), through abort() so
+        the state says so and no direct write follows."""
+        self.abort()
 
     cdef abort(self):
         if not self.closed:

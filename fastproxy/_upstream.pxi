@@ -131,6 +131,12 @@ cdef class UpstreamProtocol(Conn):
         self.client = None
         self.abort()
 
+    def abort_now(self):
+        """Close at once (graceful stop ran out of time): U_CLOSED first, so
+        connection_lost does not take the cut for the end of an until-close
+        body."""
+        self.abort()
+
     cdef abort(self):
         if not self.closed and self.state != U_CLOSED:
             self.state = U_CLOSED

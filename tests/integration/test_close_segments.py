@@ -141,6 +141,28 @@ def test_cache_hit_and_fin_leave_together(make_proxy: Any, n: int) -> None:
         _assert_fin_rides_last_data(cap, p.port, local)
 
 
+def test_no_fin_riding_when_the_client_did_not_ask_to_close(make_proxy: Any) -> None:
+    """keepalive_requests ends a keep-alive connection the client meant to
+    reuse: it may already be sending its next request, and a close with
+    unread data is a reset that would drop bytes MSG_MORE still held.  So
+    the response leaves at once and the FIN follows on its own."""
+    p = make_proxy({"server": {"keepalive_requests": 1}})
+    _closing_exchange(p.port, "/bytes?n=10")  # the upstream connection exists now
+    with capture(p.port) as cap:
+        s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+        with s:
+            local = s.getsockname()[1]
+            s.sendall(b"GET /bytes?n=100 HTTP/1.1\r\nHost: t\r\n\r\n")
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        assert b"Connection: close" in data.split(b"\r\n\r\n", 1)[0]
+        cap.wait_fin(p.port, local)
+    out = cap.between(p.port, local)
+    last_data = [x for x in out if x.payload][-1]
+    assert not last_data.flags & FIN, [(x.flags, len(x.payload)) for x in out]
+
+
 def test_streamed_close_response_is_not_held_back(make_proxy: Any, origin: Any) -> None:
     """A body still streaming in (events 0.5 s apart, the connection closes
     after it) is forwarded as it comes: each event leaves the proxy within
