@@ -272,16 +272,6 @@ cdef void cache_fill_done(ClientProtocol c) noexcept:
         c.cfill = 0
 
 
-cdef int direct_socket(ClientProtocol self) except -2:
-    """The client's socket when a hit may be written to it directly (not
-    through the transport): plain TCP (not TLS), open, nothing queued in the
-    transport; else -1."""
-    if self.sfd < 0 or self.closed or self.state == C_CLOSED \
-            or self.transport.get_write_buffer_size() or self.transport.is_closing():
-        return -1               # queued bytes must go first: copy behind them
-    return self.sfd
-
-
 cdef bint cache_send_direct(ClientProtocol self, CacheRegion r, fp_cache_hit *hit,
                             size_t body_len) except -1:
     """Send the head in self.wb and body_len bytes of the hit's body on the
@@ -289,7 +279,7 @@ cdef bint cache_send_direct(ClientProtocol self, CacheRegion r, fp_cache_hit *hi
     memfd, anything smaller in one sendmsg straight from the pinned region.
     What the socket does not take is copied into the transport.  False: not
     possible here, nothing sent."""
-    cdef int sock = direct_socket(self)
+    cdef int sock = self.direct_fd()
     cdef size_t sent, total = self.wb.len + body_len
     if sock < 0:
         return False

@@ -546,16 +546,24 @@ cdef class ClientProtocol(Conn):
         return ((self.fr.flags & FP_F_KEEP_ALIVE) == 0 or self.client_eof) \
             and self.state != C_BODY and self.start == self.end
 
+    cdef int direct_fd(self) except -2:
+        """The socket when bytes may be written to it directly rather than
+        through the transport (send(), cache hits): plain TCP, open, nothing
+        queued in the transport -- queued bytes must go first; else -1."""
+        if self.sfd < 0 or self.closed or self.state == C_CLOSED \
+                or self.transport.get_write_buffer_size() or self.transport.is_closing():
+            return -1
+        return self.sfd
+
     cdef send(self, const char *p, size_t n, bint fin_next):
         """Write p[:n] to the client: straight to the socket when the
         transport has nothing queued (no bytes object, no transport call),
         what the socket does not take through the transport (which also
         reports any error).  fin_next: see fin_follows()."""
         cdef size_t sent = 0
-        if self.sfd >= 0 and self.state != C_CLOSED and not self.closed \
-                and not self.transport.get_write_buffer_size() \
-                and not self.transport.is_closing():
-            sent = fp_sock_send(self.sfd, p, n, fin_next)
+        cdef int fd = self.direct_fd()
+        if fd >= 0:
+            sent = fp_sock_send(fd, p, n, fin_next)
             self.bytes_out += sent
             self.rt.st.bytes_out += sent
         if sent < n:
