@@ -6,7 +6,6 @@
 #include <string.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 
 #include "fp_known_headers.h"
 
@@ -368,18 +367,4 @@ size_t fp_cpath_send_file(int sock, const char *head, size_t hlen, int fd, int64
         else break;
     }
     return hlen + blen - left;
-}
-
-size_t fp_cpath_send_copy(int sock, const char *head, size_t hlen, const char *body,
-                          size_t blen, int more)
-{
-    struct iovec v[2] = {{(void *)head, hlen}, {(void *)body, blen}};
-    struct msghdr m = {0};
-    m.msg_iov = v;
-    m.msg_iovlen = blen ? 2 : 1;
-    for (;;) {
-        ssize_t n = sendmsg(sock, &m, MSG_NOSIGNAL | MSG_DONTWAIT | (more ? MSG_MORE : 0));
-        if (n >= 0) return (size_t)n;   /* short: the socket is full, no retry */
-        if (errno != EINTR) return 0;
-    }
 }

@@ -81,14 +81,6 @@ int fp_cpath_write_304(fp_wbuf *o, const fp_cache_hit *hit, int64_t age, const c
 size_t fp_cpath_send_file(int sock, const char *head, size_t hlen, int fd, int64_t off,
                           size_t blen);
 
-/* Send a hit on a non-blocking socket in one sendmsg(2): the head, then
- * blen bytes of body read straight from the (pinned) region -- the one copy
- * is the kernel's into the socket.  Smaller bodies than FP_CACHE_SENDFILE_MIN
- * go this way: one system call costs less than send + sendfile.  Returns
- * the bytes sent; short as fp_cpath_send_file.  more: see fp_sock_send. */
-size_t fp_cpath_send_copy(int sock, const char *head, size_t hlen, const char *body,
-                          size_t blen, int more);
-
 /* Append the body bytes in data (HTTP/1.1 chunks of our own making when
  * chunked != 0, else raw) to a store in progress. */
 int fp_cpath_append(fp_cache *c, fp_cache_put *p, const char *data, size_t n, int chunked);

@@ -3,13 +3,17 @@
 
 #include <errno.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
-size_t fp_sock_send(int fd, const char *p, size_t n, int more)
+size_t fp_sock_send(int fd, const char *a, size_t an, const char *b, size_t bn, int more)
 {
-    int flags = MSG_NOSIGNAL | MSG_DONTWAIT | (more ? MSG_MORE : 0);
+    struct iovec v[2] = {{(void *)a, an}, {(void *)b, bn}};
+    struct msghdr m = {0};
+    m.msg_iov = v;
+    m.msg_iovlen = bn ? 2 : 1;
     for (;;) {
-        ssize_t r = send(fd, p, n, flags);
-        if (r >= 0) return (size_t)r;
+        ssize_t r = sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT | (more ? MSG_MORE : 0));
+        if (r >= 0) return (size_t)r;   /* short: the socket is full, no retry */
         if (errno != EINTR) return 0;
     }
 }

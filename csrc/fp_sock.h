@@ -5,11 +5,13 @@
 
 #include <stddef.h>
 
-/* One non-blocking send of p[0:n].  more != 0: MSG_MORE -- the caller
- * closes the socket next, and the kernel then sends these bytes' last
- * segment with the FIN in it.  Returns the bytes taken: short (0 on any
- * error) when the socket is full or failed; the caller hands the rest to
- * its transport, which reports errors its usual way. */
-size_t fp_sock_send(int fd, const char *p, size_t n, int more);
+/* One non-blocking sendmsg of a[0:an] then b[0:bn] (bn may be 0): a cache
+ * hit's head and its body read straight from the pinned region, or a
+ * proxied response's bytes.  more != 0: MSG_MORE -- the caller closes the
+ * socket next, and the kernel then sends these bytes' last segment with
+ * the FIN in it.  Returns the bytes taken: short (0 on any error) when the
+ * socket is full or failed; the caller hands the rest to its transport,
+ * which reports errors its usual way. */
+size_t fp_sock_send(int fd, const char *a, size_t an, const char *b, size_t bn, int more);
 
 #endif

@@ -288,8 +288,8 @@ cdef bint cache_send_direct(ClientProtocol self, CacheRegion r, fp_cache_hit *hi
         sent = fp_cpath_send_file(sock, self.wb.data, self.wb.len, r.fd, hit.file_off,
                                   body_len)
     else:
-        sent = fp_cpath_send_copy(sock, self.wb.data, self.wb.len, <const char *>hit.body,
-                                  body_len, not self.keep_alive and self.fin_follows())
+        sent = fp_sock_send(sock, self.wb.data, self.wb.len, <const char *>hit.body, body_len,
+                            not self.keep_alive and self.fin_follows())
     self.bytes_out += sent
     self.rt.st.bytes_out += sent
     if sent < total:

@@ -563,7 +563,7 @@ cdef class ClientProtocol(Conn):
         cdef size_t sent = 0
         cdef int fd = self.direct_fd()
         if fd >= 0:
-            sent = fp_sock_send(fd, p, n, fin_next)
+            sent = fp_sock_send(fd, p, n, NULL, 0, fin_next)
             self.bytes_out += sent
             self.rt.st.bytes_out += sent
         if sent < n:

@@ -44,8 +44,6 @@ cdef extern from "fp_cache_path.h" nogil:
     int fp_cpath_append(fp_cache *c, fp_cache_put *p, const char *data, size_t n, int chunked)
     size_t fp_cpath_send_file(int sock, const char *head, size_t hlen, int fd, int64_t off,
                               size_t blen)
-    size_t fp_cpath_send_copy(int sock, const char *head, size_t hlen, const char *body,
-                              size_t blen, int more)
     int fp_cpath_merge_304(fp_wbuf *o, const char *stored, size_t sn, const char *fresh,
                            size_t fn)
     int fp_cpath_not_modified(const char *req, const fp_head *h, const fp_cache_hit *hit,

@@ -1,2 +1,2 @@
 cdef extern from "fp_sock.h" nogil:
-    size_t fp_sock_send(int fd, const char *p, size_t n, int more)
+    size_t fp_sock_send(int fd, const char *a, size_t an, const char *b, size_t bn, int more)

@@ -11,7 +11,7 @@
  * one of three ways, and reports its own CPU time (user + system, which on
  * loopback includes the delivery into the reader's socket) per answer:
  *   sendfile  send(head, MSG_MORE) + sendfile(memfd)    (fp_cpath_send_file)
- *   sendmsg   one sendmsg of head + body from the map   (fp_cpath_send_copy)
+ *   sendmsg   one sendmsg of head + body from the map   (fp_sock_send)
  *   copy      malloc + memcpy head and body, write      (a bytes object + transport)
  * The three alternate, ROUNDS times (default 4), so drift hits all alike. */
 #define _GNU_SOURCE
