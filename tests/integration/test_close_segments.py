@@ -40,6 +40,8 @@ class Capture:
         self.segments: list[Segment] = []
         self._stop = threading.Event()
         self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        # every frame on lo arrives here twice (out and in): room, so none is dropped
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
         self._sock.bind(("lo", 0))
         self._sock.settimeout(0.05)
         self._thread = threading.Thread(target=self._run, daemon=True)
