@@ -705,14 +705,7 @@ def _run_refresh(Runtime rt, listener, bytes req, h):
     t = _RefreshTransport(proto, h)
     try:
         proto.connection_made(t)
-        at = 0
-        while at < len(req) and not t.closed:
-            view = memoryview(proto.get_buffer(len(req) - at))
-            n = min(len(view), len(req) - at)
-            view[:n] = req[at:at + n]
-            view.release()
-            at += n
-            proto.buffer_updated(n)
+        proto.data_received(req)
     except Exception:
         rt.log.exception("cache refresh")
         t.close()

@@ -7,7 +7,7 @@ Python object at all.  The buffer is only moved or grown between reads.
 """
 
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memmove
+from libc.string cimport memcpy, memmove
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 DEF MIN_FREE = 4096
@@ -30,6 +30,7 @@ cdef class Conn:
         self.deadline = 0
         self.closed = False
         self.reading_paused = False
+        self.tfd = -1
 
     def __dealloc__(self):
         free(self.buf)
@@ -60,6 +61,22 @@ cdef class Conn:
     def get_buffer(self, Py_ssize_t sizehint):
         self.make_room()
         return self
+
+    def data_received(self, data):
+        """Bytes handed over instead of read into get_buffer(): copied into
+        the receive buffer, as many pieces as it takes, until the connection
+        closes.  uvloop looks this attribute up on every new transport's
+        protocol (without it, an AttributeError raised and dropped per
+        connection); its buffered transports never call it."""
+        cdef const unsigned char[::1] v = data
+        cdef Py_ssize_t at = 0, n
+        cdef Py_ssize_t total = v.shape[0]
+        while at < total and not self.closed:
+            self.make_room()
+            n = min(<Py_ssize_t>(self.cap - self.end), total - at)
+            memcpy(self.buf + self.end, &v[at], n)
+            at += n
+            self.buffer_updated(n)
 
     cdef int make_room(self) except -1:
         """Ensure some free space after end: slide data down, then grow."""
