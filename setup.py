@@ -81,6 +81,7 @@ extensions = [
         ],
     ),
     ext("fastproxy._runtime", "fastproxy/_runtime.pyx", []),
+    ext("fastproxy._uvtransports", "fastproxy/_uvtransports.pyx", []),
     ext("fastproxy._stats", "fastproxy/_stats.pyx", ["csrc/fp_stats.c", "csrc/fp_peer.c"]),
     ext("fastproxy._cache", "fastproxy/_cache.pyx", CACHE_C),
     ext("fastproxy._cache_policy", "fastproxy/_cache_policy.pyx", CACHE_POLICY_C),

@@ -100,8 +100,11 @@ cdef class ClientProtocol(Conn):
         self.peer = ip
         self.peer_ip = ip.encode()
         if self.proto != b"https":  # a TLS listener's proto (tls.py): no direct writes
-            sock = transport.get_extra_info("socket")
-            self.sfd = sock.fileno() if sock is not None else -1
+            if self.tfd >= 0:       # told by the loop's transport table (_uvtransports)
+                self.sfd = self.tfd
+            else:
+                sock = transport.get_extra_info("socket")
+                self.sfd = sock.fileno() if sock is not None else -1
         self.trusted = self.rt.is_trusted(ip)
         if self.listener is not None and self.listener.per_connection:
             self.lreq = self.listener.client_rules(transport)   # mTLS: the cert's subject

@@ -15,6 +15,8 @@ cdef class Conn:
     cdef object twrite        # transport.write, bound once per connection
     cdef bint closed
     cdef bint reading_paused
+    # the socket's fd, told by _uvtransports.TransportTable; -1: not known
+    cdef readonly int tfd
 
     cdef int make_room(self) except -1
     cdef int grow_to(self, size_t cap) except -1

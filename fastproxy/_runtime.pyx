@@ -16,6 +16,7 @@ from fastproxy._conn cimport Conn, monotonic
 from fastproxy._stats cimport StatsRegion
 from fastproxy._tables cimport Router
 from fastproxy.tls import attach_upstream_tls
+from fastproxy._uvtransports import install as install_transport_table
 from fastproxy.fp_stats cimport fp_worker_stats
 from fastproxy.fp_rewrite cimport (
     FP_RW_FORWARDED,
@@ -53,6 +54,7 @@ cdef class Runtime:
 
     def __init__(self, config, loop, log=None, stats_index=None, policies=None):
         self.loop = loop
+        install_transport_table(loop)       # no-op for a loop it does not know
         self.policies = policies
         self.stats_index = stats_index
         self.conns = set()
