@@ -73,6 +73,15 @@ cdef inline CacheRegion cache_region():
     return CREGION
 
 
+def use_cache_region(region):
+    """Make `region` (attached; or None) the one this process's requests
+    use: a worker's, inherited from the master, or an embedded Proxy's own."""
+    global CREGION, CREGION_PID
+    _cache_mod.set_current(region)
+    CREGION = region
+    CREGION_PID = PID
+
+
 cdef inline char lower_c(char ch) noexcept:
     return ch + 32 if b'A' <= ch <= b'Z' else ch
 

@@ -18,7 +18,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from fastproxy._protocols import make_client_factory
+from fastproxy import _cache
+from fastproxy._protocols import make_client_factory, use_cache_region
 from fastproxy._runtime import Runtime
 from fastproxy.config import Address, Config, ListenOptions
 from fastproxy.logs import AccessLog, setup_error_log
@@ -54,6 +55,7 @@ class Proxy:
         self._stopped: asyncio.Event | None = None
         # per listen address with options: (ListenerRuntime, SSLContext|None, CertSet holder)
         self._listeners: dict[Address, Any] = {}
+        self._cache: _cache.CacheRegion | None = None  # the region this Proxy made, if any
 
     # -- lifecycle on a running loop ------------------------------------------
     async def start(
@@ -73,10 +75,24 @@ class Proxy:
         self._runtime = Runtime(self.config, loop, log, index, self.policies)
         if stats is not None:
             self._runtime.attach_stats(stats[0], stats[1])
+        if self.config.cache is not None and _cache.current() is None:
+            self._own_cache(self.config)  # embedded: no master made one
         self._stopped = asyncio.Event()
         self._set_access_log(self.config)
         self._runtime.start()
         await self._listen(self.config.server.listen, sockets or {})
+
+    def _own_cache(self, config: Config) -> None:
+        """[cache] with no master: this process's own region, in memory only
+        it maps (a worker gets the master's, shared by all workers)."""
+        cc = config.cache
+        assert cc is not None
+        region = _cache.CacheRegion.create(
+            cc.size, cc.max_entry_size, cc.max_entries, sendfile=cc.sendfile
+        )
+        region.attach()
+        use_cache_region(region)
+        self._cache = region
 
     async def _listen(
         self, addresses: tuple[Address, ...], sockets: dict[Address, socket.socket]
@@ -138,6 +154,8 @@ class Proxy:
             log.error("reload failed: %s; keeping the running configuration", exc)
             raise
         self._set_access_log(config)
+        if config.cache != self.config.cache:
+            log.warning("[cache] changes take effect on restart; the cache region is kept as is")
         wanted = set(config.server.listen)
         for addr in [a for a in self._servers if a not in wanted]:
             self._servers.pop(addr).close()
@@ -188,6 +206,9 @@ class Proxy:
         for c in list(rt.conns):
             c.abort_now()
         rt.stop()
+        if self._cache is not None:
+            use_cache_region(None)
+            self._cache = None
         if self._access is not None:
             self._access.close()
             self._access = None

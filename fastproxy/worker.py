@@ -65,10 +65,10 @@ def worker_main(
     if stats is not None:
         stats[0].set_pid(stats[1], os.getpid())
     if cache is not None:
-        from fastproxy import _cache
+        from fastproxy._protocols import use_cache_region
 
         cache.attach()  # this worker's pin slot in the shared cache region
-        _cache.set_current(cache)
+        use_cache_region(cache)
     proxy = Proxy(config)
 
     async def main() -> None:

@@ -470,3 +470,44 @@ def test_embedded_proxy_and_reload(origin):
     assert second.endswith(b"teapot")
     assert moved == 0
     assert len(origin.requests) == 1
+
+
+def test_embedded_proxy_has_its_own_cache(origin):
+    """[cache] without a master: the Proxy makes and owns a region; the next
+    Proxy in the process starts with an empty one."""
+    uvloop = pytest.importorskip("uvloop")
+    import fastproxy
+
+    cfg = fastproxy.Config.from_dict(
+        {
+            "server": {"listen": ["127.0.0.1:0"], "pid_file": False},
+            "log": {"access": "off"},
+            "cache": {"size": "4MiB", "max_entry_size": "1MiB"},
+            "upstreams": {"app": {"servers": [origin.address]}},
+            "routes": [{"path_prefix": "/", "upstream": "app", "cache": True}],
+        }
+    )
+    target = "/cache/emb?hdr=Cache-Control:max-age=60"
+
+    def get(port: int) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(f"GET {target} HTTP/1.1\r\nHost: e\r\nConnection: close\r\n\r\n".encode())
+            out = b""
+            while chunk := s.recv(65536):
+                out += chunk
+            return out
+
+    async def twice() -> list[bytes]:
+        loop = asyncio.get_running_loop()
+        async with fastproxy.Proxy(cfg) as proxy:
+            [(_, port)] = proxy.addresses
+            return [await asyncio.wait_for(loop.run_in_executor(None, get, port), 10) for _ in "ab"]
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        first = runner.run(twice())
+        second = runner.run(twice())
+    assert [b"X-Cache: MISS" in r for r in first] == [True, False]
+    assert b"X-Cache: HIT" in first[1] and first[1].endswith(b"/cache/emb #1\n")
+    assert b"X-Cache: MISS" in second[0] and second[0].endswith(b"/cache/emb #2\n")
+    assert b"X-Cache: HIT" in second[1]
+    assert origin.cache_hits["/cache/emb"] == 2
