@@ -58,6 +58,8 @@ cdef class ClientProtocol(Conn):
     cdef bint csie              # the stale entry may be served on an error (stale-if-error)
     cdef size_t cmark_head      # where the response head starts in the upstream's out
     cdef int sfd                # the socket, for send() and cache hits; -1: none (TLS)
+    cdef bint linger_wanted     # refused before the request was read whole: linger on close
+    cdef double linger_until    # lingering close: LINGER_TIME is up at this monotonic time
 
     def __cinit__(self, *args, **kwargs):
         self.head.headers = self.slots
@@ -154,9 +156,9 @@ cdef class ClientProtocol(Conn):
         """Graceful stop: close a connection that has no request in progress."""
         # Only connections that already served a request: one accepted just
         # before the stop signal still gets its first request answered.
-        if self.state == C_HEAD and self.start == self.end and not self.closed \
-                and self.requests > 0:
-            self.close()
+        if (self.state == C_HEAD and self.start == self.end and not self.closed
+                and self.requests > 0) or self.state == C_LINGER:
+            self.close_now()
 
     # ---- request side ----------------------------------------------------
     cdef void set_deadline(self, int kind, double seconds):
@@ -170,6 +172,10 @@ cdef class ClientProtocol(Conn):
                     return
             elif self.state == C_BODY:
                 self.forward_body()
+                return
+            elif self.state == C_LINGER:
+                self.start = self.end = 0   # dropped; the client is not quiet yet
+                self.deadline = min(monotonic() + LINGER_TIMEOUT, self.linger_until)
                 return
             elif self.state == C_TUNNEL:
                 if self.end > self.start and self.up is not None:
@@ -522,6 +528,8 @@ cdef class ClientProtocol(Conn):
             up, self.up = self.up, None
             up.abort()
         self.rt.st.errors += 1
+        if self.state == C_HEAD or self.state == C_BODY:
+            self.linger_wanted = True   # the rest of the request may still be coming
         if self.response_started or self.closed:
             self.request_done(True)
             self.abort()
@@ -553,7 +561,7 @@ cdef class ClientProtocol(Conn):
         """The socket when bytes may be written to it directly rather than
         through the transport (send(), cache hits): plain TCP, open, nothing
         queued in the transport -- queued bytes must go first; else -1."""
-        if self.sfd < 0 or self.closed or self.state == C_CLOSED \
+        if self.sfd < 0 or self.closed or self.state == C_CLOSED or self.state == C_LINGER \
                 or self.transport.get_write_buffer_size() or self.transport.is_closing():
             return -1
         return self.sfd
@@ -573,10 +581,42 @@ cdef class ClientProtocol(Conn):
             self.write(PyBytes_FromStringAndSize(p + sent, n - sent))
 
     cdef close(self):
+        """End the connection after its last answer: at once, or by a
+        lingering close when the client may still be sending -- the rest of
+        a refused request, bytes pipelined behind, or its next request (it
+        did not ask to close)."""
+        if self.closed or self.state == C_CLOSED:
+            return
+        if self.state != C_LINGER and not self.client_eof and self.transport.can_write_eof() \
+                and not self.transport.is_closing() \
+                and (self.linger_wanted or self.state == C_BODY or self.start != self.end
+                     or self.fr.flags & FP_F_KEEP_ALIVE):
+            self.linger()
+        else:
+            self.close_now()
+
+    cdef close_now(self):
         if not self.closed:
             self.state = C_CLOSED
             self.deadline = 0
             self.transport.close()
+
+    cdef linger(self):
+        """nginx's lingering close: the FIN follows the answer (write_eof),
+        then what the client still sends is read and dropped until it
+        closes, is quiet for LINGER_TIMEOUT, or LINGER_TIME is up.  Closing
+        with unread data would send a reset instead, which makes the
+        client's sending fail before it reads the answer, and throws away
+        whatever of the answer the kernel has not sent yet."""
+        if self.up is not None:
+            up, self.up = self.up, None
+            up.abort()
+        self.state = C_LINGER
+        self.start = self.end = 0
+        self.linger_until = monotonic() + LINGER_TIME
+        self.set_deadline(T_LINGER, LINGER_TIMEOUT)
+        self.transport.write_eof()
+        self.resume_reading()
 
     def abort_now(self):
         """Close at once (graceful stop ran out of time), through abort() so
@@ -591,14 +631,14 @@ cdef class ClientProtocol(Conn):
 
     cdef void on_timeout(self):
         try:
-            if self.tkind == T_IDLE:
-                self.close()
+            if self.tkind == T_IDLE or self.tkind == T_LINGER:
+                self.close_now()        # an idle keep-alive connection ends without lingering
             elif self.tkind == T_HEADER:
                 self.fail(408, "client too slow sending the request head")
             elif self.tkind == T_BODY:
                 self.fail(408, "client too slow sending the request body")
             elif self.tkind == T_TUNNEL:
-                self.close()
+                self.close_now()
                 if self.up is not None:
                     self.up.abort()
         except Exception:

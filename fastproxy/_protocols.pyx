@@ -42,6 +42,8 @@ from fastproxy.fp_stats cimport fp_stats_class, fp_stats_time
 DEF SLOTS = 256
 DEF PIPELINE_LIMIT = 65536     # unprocessed client bytes held while a request is busy
 DEF POOL_GRACE = 1.0           # seconds an idle connection above `keepalive` may linger
+DEF LINGER_TIMEOUT = 5.0       # lingering close: quiet this long, close (nginx's default)
+DEF LINGER_TIME = 30.0         # lingering close: never longer than this in all
 
 cdef enum:                     # client states
     C_HEAD = 0                 # waiting for (the rest of) a request head
@@ -49,6 +51,7 @@ cdef enum:                     # client states
     C_WAIT = 2                 # request fully sent; response in progress
     C_TUNNEL = 3               # after a 101: bytes both ways
     C_CLOSED = 4
+    C_LINGER = 5               # answer sent and FIN too: reading and dropping (linger())
 
 cdef enum:                     # upstream states
     U_IDLE = 0                 # in the keep-alive pool
@@ -66,6 +69,7 @@ cdef enum:                     # what a deadline means
     T_READ = 5                 # upstream response too slow: 504
     T_POOL = 6                 # pooled upstream idle: close
     T_SEND = 7                 # upstream not taking the request body: 504
+    T_LINGER = 8               # lingering close: the client went quiet, or LINGER_TIME is up
 
 cdef bytes EMPTY = b""
 cdef bytes TEXT = b"text/plain; charset=utf-8"
