@@ -429,6 +429,16 @@ def test_demo_without_config_round_robins(make_proxy, tmp_path, raw_request):
     assert all(a != b for a, b in zip(names, names[1:], strict=False)), names
 
 
+def _get_once(port: int, target: str) -> bytes:
+    """One GET with Connection: close; everything read until the close."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(f"GET {target} HTTP/1.1\r\nHost: e\r\nConnection: close\r\n\r\n".encode())
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+        return out
+
+
 def test_embedded_proxy_and_reload(origin):
     uvloop = pytest.importorskip("uvloop")
     import fastproxy
@@ -443,22 +453,14 @@ def test_embedded_proxy_and_reload(origin):
             }
         )
 
-    def get(port: int, target: str) -> bytes:
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-            s.sendall(f"GET {target} HTTP/1.1\r\nHost: e\r\nConnection: close\r\n\r\n".encode())
-            out = b""
-            while chunk := s.recv(65536):
-                out += chunk
-            return out
-
     async def main() -> tuple[bytes, bytes, int]:
         loop = asyncio.get_running_loop()
         async with fastproxy.Proxy(cfg([{"path_prefix": "/", "upstream": "app"}])) as proxy:
             [(host, port)] = proxy.addresses
             assert host == "127.0.0.1" and port != 0
-            first = await asyncio.wait_for(loop.run_in_executor(None, get, port, "/emb"), 10)
+            first = await asyncio.wait_for(loop.run_in_executor(None, _get_once, port, "/emb"), 10)
             await proxy.reload(cfg([{"path_prefix": "/", "return": 418, "body": "teapot"}]))
-            second = await asyncio.wait_for(loop.run_in_executor(None, get, port, "/emb"), 10)
+            second = await asyncio.wait_for(loop.run_in_executor(None, _get_once, port, "/emb"), 10)
             [(_, port2)] = proxy.addresses
             return first, second, port2 - port
 
@@ -489,19 +491,14 @@ def test_embedded_proxy_has_its_own_cache(origin):
     )
     target = "/cache/emb?hdr=Cache-Control:max-age=60"
 
-    def get(port: int) -> bytes:
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-            s.sendall(f"GET {target} HTTP/1.1\r\nHost: e\r\nConnection: close\r\n\r\n".encode())
-            out = b""
-            while chunk := s.recv(65536):
-                out += chunk
-            return out
-
     async def twice() -> list[bytes]:
         loop = asyncio.get_running_loop()
         async with fastproxy.Proxy(cfg) as proxy:
             [(_, port)] = proxy.addresses
-            return [await asyncio.wait_for(loop.run_in_executor(None, get, port), 10) for _ in "ab"]
+            return [
+                await asyncio.wait_for(loop.run_in_executor(None, _get_once, port, target), 10)
+                for _ in "ab"
+            ]
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         first = runner.run(twice())
