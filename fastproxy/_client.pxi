@@ -493,10 +493,11 @@ cdef class ClientProtocol(Conn):
 
     # ---- answers -----------------------------------------------------------
     cdef write(self, bytes data):
+        if self.closed or self.state == C_LINGER:  # lingering: the FIN is sent, no more
+            return
         self.bytes_out += len(data)
         self.rt.st.bytes_out += len(data)
-        if not self.closed:
-            self.twrite(data)
+        self.twrite(data)
 
     cdef local(self, int status, bytes body, bytes extra, size_t head_len):
         """Answer without an upstream (no route, return, redirect)."""
@@ -512,6 +513,7 @@ cdef class ClientProtocol(Conn):
         self.write(PyBytes_FromStringAndSize(self.wb.data, self.wb.len))
         self.request_done()
         if close:
+            self.linger_wanted = has_body   # its body was never read: it may be arriving
             self.close()
         else:
             self.state = C_HEAD
@@ -611,6 +613,7 @@ cdef class ClientProtocol(Conn):
         if self.up is not None:
             up, self.up = self.up, None
             up.abort()
+        self.connecting = False         # a connect still under way finds nobody to serve
         self.state = C_LINGER
         self.start = self.end = 0
         self.linger_until = monotonic() + LINGER_TIME

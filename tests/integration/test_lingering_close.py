@@ -15,10 +15,11 @@ BODY = 4 << 20  # far over the 64 KiB limit below, and over the socket buffers
 
 
 def _send_body_and_read(
-    port: int, head: bytes, body_len: int
+    port: int, head: bytes, body_len: int, pause: float = 0
 ) -> tuple[BaseException | None, bytes]:
-    """Send `head` and `body_len` bytes while reading in parallel, as curl
-    does: (the send's error or None, everything read until EOF)."""
+    """Send `head` and `body_len` bytes (`pause` seconds between them)
+    while reading in parallel, as curl does: (the send's error or None,
+    everything read until EOF)."""
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
     got = bytearray()
 
@@ -34,6 +35,7 @@ def _send_body_and_read(
     err: BaseException | None = None
     try:
         s.sendall(head)
+        time.sleep(pause)
         block = b"x" * 65536
         for _ in range(body_len // len(block)):
             s.sendall(block)
@@ -51,6 +53,24 @@ def test_refused_body_is_drained_not_reset(make_proxy, origin):
     err, got = _send_body_and_read(proxy.port, head, BODY)
     assert err is None, f"the upload failed: {err!r} (a reset instead of a lingering close)"
     assert got.startswith(b"HTTP/1.1 413 "), got[:200]
+    assert origin.requests == []
+
+
+def test_local_answer_to_an_unread_body_is_drained(make_proxy, origin):
+    """A `return` route answers without reading the body; the client asked
+    to close, and its body comes after the answer (none of it was read)."""
+    proxy = make_proxy(
+        {
+            "routes": [
+                {"path_prefix": "/gone", "return": 410},
+                {"path_prefix": "/", "upstream": "app"},
+            ]
+        }
+    )
+    head = f"POST /gone HTTP/1.1\r\nHost: h\r\nConnection: close\r\nContent-Length: {BODY}\r\n\r\n"
+    err, got = _send_body_and_read(proxy.port, head.encode(), BODY, pause=0.3)
+    assert err is None, f"the upload failed: {err!r}"
+    assert got.startswith(b"HTTP/1.1 410 "), got[:200]
     assert origin.requests == []
 
 
