@@ -29,6 +29,17 @@ def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float
         time.sleep(interval)
 
 
+def get_until_close(port: int, target: str = "/", host: str = "t", timeout: float = 10) -> bytes:
+    """One GET on a new connection with Connection: close; every byte read
+    until the proxy closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(f"GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        data = bytearray()
+        while chunk := s.recv(65536):
+            data += chunk
+    return bytes(data)
+
+
 @contextmanager
 def two_origins(origin: Any, labels: tuple[str, str] = ("A", "B")) -> Iterator[list[Any]]:
     """The `origin` fixture's server and one more of the same kind, answering with an

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import http.server
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from support import free_port, wait_for
+from support import free_port, get_until_close, wait_for
 
 HOST = "app.test"
 CHECK = {"path": "/healthz", "interval": "0.2s", "timeout": "0.2s", "fall": 2, "rise": 2}
@@ -83,13 +82,9 @@ def origins() -> Iterator[Callable[[str], NamedOrigin]]:
 
 def get(port: int, path: str = "/", host: str = HOST) -> tuple[int, bytes]:
     """One request on a new connection (Connection: close), read to EOF."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
-        data = bytearray()
-        while chunk := s.recv(65536):
-            data += chunk
-    head, sep, body = bytes(data).partition(b"\r\n\r\n")
-    assert sep, bytes(data)
+    data = get_until_close(port, path, host)
+    head, sep, body = data.partition(b"\r\n\r\n")
+    assert sep, data
     return int(head.split()[1]), body
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from support import free_port, wait_for
+from support import free_port, get_until_close, wait_for
 
 
 class Listener:
@@ -81,11 +81,7 @@ def listener() -> Iterator[Callable[[str], Listener]]:
 
 def http(port: int, path: str = "/", host: str = "app.test") -> tuple[int, bytes]:
     """One GET on a new connection (Connection: close): (status, body)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
+    data = get_until_close(port, path, host)
     head, _, body = data.partition(b"\r\n\r\n")
     return int(head.split(b" ", 2)[1]), body
 

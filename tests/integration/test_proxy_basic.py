@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import socket
 import time
 
 import pytest
+from support import get_until_close
 
 
 def _status_line(raw: bytes) -> bytes:
@@ -429,16 +429,6 @@ def test_demo_without_config_round_robins(make_proxy, tmp_path, raw_request):
     assert all(a != b for a, b in zip(names, names[1:], strict=False)), names
 
 
-def _get_once(port: int, target: str) -> bytes:
-    """One GET with Connection: close; everything read until the close."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(f"GET {target} HTTP/1.1\r\nHost: e\r\nConnection: close\r\n\r\n".encode())
-        out = b""
-        while chunk := s.recv(65536):
-            out += chunk
-        return out
-
-
 def test_embedded_proxy_and_reload(origin):
     uvloop = pytest.importorskip("uvloop")
     import fastproxy
@@ -458,9 +448,13 @@ def test_embedded_proxy_and_reload(origin):
         async with fastproxy.Proxy(cfg([{"path_prefix": "/", "upstream": "app"}])) as proxy:
             [(host, port)] = proxy.addresses
             assert host == "127.0.0.1" and port != 0
-            first = await asyncio.wait_for(loop.run_in_executor(None, _get_once, port, "/emb"), 10)
+            first = await asyncio.wait_for(
+                loop.run_in_executor(None, get_until_close, port, "/emb"), 10
+            )
             await proxy.reload(cfg([{"path_prefix": "/", "return": 418, "body": "teapot"}]))
-            second = await asyncio.wait_for(loop.run_in_executor(None, _get_once, port, "/emb"), 10)
+            second = await asyncio.wait_for(
+                loop.run_in_executor(None, get_until_close, port, "/emb"), 10
+            )
             [(_, port2)] = proxy.addresses
             return first, second, port2 - port
 
@@ -496,7 +490,9 @@ def test_embedded_proxy_has_its_own_cache(origin):
         async with fastproxy.Proxy(cfg) as proxy:
             [(_, port)] = proxy.addresses
             return [
-                await asyncio.wait_for(loop.run_in_executor(None, _get_once, port, target), 10)
+                await asyncio.wait_for(
+                    loop.run_in_executor(None, get_until_close, port, target), 10
+                )
                 for _ in "ab"
             ]
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from support import free_port, wait_for
+from support import free_port, get_until_close, wait_for
 
 CHECK = {"path": "/healthz", "interval": "0.2s", "timeout": "0.2s", "fall": 2, "rise": 2}
 DETECT = 3.0  # interval x fall + timeout = 0.6 s, plus a margin for a loaded machine
@@ -176,11 +176,7 @@ def start(make_proxy: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def admin_get(admin: int, path: str) -> bytes:
-    with socket.create_connection(("127.0.0.1", admin), timeout=5) as s:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n".encode())
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
+    data = get_until_close(admin, path, host="admin", timeout=5)
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200"), data[:300]
     return body

@@ -24,6 +24,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from support import get_until_close
 from support import wait_for as _wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -278,15 +279,11 @@ def start_master(tmp_path: Path) -> Iterator[Callable[..., MasterProcess]]:
 
 def get(port: int, path: str = "/", timeout: float = 10) -> tuple[int, bytes]:
     """One request on a new connection (Connection: close): (status, body)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
-        data = bytearray()
-        while chunk := s.recv(65536):
-            data += chunk
-    head, sep, body = bytes(data).partition(b"\r\n\r\n")
+    data = get_until_close(port, path, timeout=timeout)
+    head, sep, body = data.partition(b"\r\n\r\n")
     length = re.search(rb"\r\ncontent-length: *(\d+)", head, re.I)
     if not sep or not length or int(length.group(1)) != len(body):
-        raise ConnectionError(f"incomplete response {bytes(data)!r}")
+        raise ConnectionError(f"incomplete response {data!r}")
     return int(head.split(b" ", 2)[1]), body
 
 
