@@ -2,6 +2,8 @@
 #include "fp_sock.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -16,4 +18,10 @@ size_t fp_sock_send(int fd, const char *a, size_t an, const char *b, size_t bn, 
         if (r >= 0) return (size_t)r;   /* short: the socket is full, no retry */
         if (errno != EINTR) return 0;
     }
+}
+
+void fp_sock_cork(int fd)
+{
+    int on = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on);
 }

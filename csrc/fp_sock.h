@@ -14,4 +14,9 @@
  * which reports errors its usual way. */
 size_t fp_sock_send(int fd, const char *a, size_t an, const char *b, size_t bn, int more);
 
+/* Cork the socket until it is closed: partial segments wait for the FIN.
+ * MSG_MORE alone holds them only until the next push, and with TCP_NODELAY
+ * an ACK arriving for earlier data is one (best effort: errors ignored). */
+void fp_sock_cork(int fd);
+
 #endif

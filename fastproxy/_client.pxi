@@ -576,6 +576,11 @@ cdef class ClientProtocol(Conn):
         cdef size_t sent = 0
         cdef int fd = self.direct_fd()
         if fd >= 0:
+            if fin_next and self.bytes_out:
+                # Earlier bytes of this answer are in flight: an ACK for them
+                # would push a MSG_MORE segment out before the close; a cork
+                # holds it until the FIN.
+                fp_sock_cork(fd)
             sent = fp_sock_send(fd, p, n, NULL, 0, fin_next)
             self.bytes_out += sent
             self.rt.st.bytes_out += sent

@@ -1,2 +1,3 @@
 cdef extern from "fp_sock.h" nogil:
     size_t fp_sock_send(int fd, const char *a, size_t an, const char *b, size_t bn, int more)
+    void fp_sock_cork(int fd)
