@@ -408,6 +408,48 @@ void fp_cache_note_sendfile(fp_cache *c, const fp_cache_hit *hit)
         __atomic_store_n(&e->sent, 1, __ATOMIC_RELAXED);
 }
 
+int fp_cache_ready_head(fp_cache *c, const fp_cache_hit *hit, const void *head, size_t hlen,
+                        int64_t now)
+{
+    uint64_t off = (uint64_t)(hit->key - (const uint8_t *)c) - FP_DATA_OFF;
+    fp_entry *e = FP_ENT(c, off);
+    if (!e->paged || hlen == 0 || hlen > e->ready_cap) return 0;
+    uint8_t *body = fp_ent_body(c, off);
+    /* Our pin keeps rewrites out (they need the only pin), so this read is
+     * stable without the lock. */
+    if (e->ready_len == hlen && memcmp(body - hlen, head, hlen) == 0) return 1;
+    if (__atomic_load_n(&e->ready_time, __ATOMIC_RELAXED) == now) return 0;
+    if (fp_lock(c)) return 0;
+    int done = 0;
+    if (e->magic == FP_ENT_LIVE && e->refs == 1 && e->ready_time != now) {
+        mut_begin(c);
+        e->ready_time = now;
+        if (e->sent) {
+            /* Sockets may still hold the page with the old head: drop it
+             * (they keep the old page) and write the body's first bytes back
+             * into the new one.  ready_busy tells a rebuild after a crash in
+             * between that the page lost them. */
+            uint64_t page = fp_body_page(c, off);
+            size_t keep = FP_PAGE - e->ready_cap;
+            uint8_t saved[FP_PAGE];
+            if (keep > e->body_len) keep = e->body_len;
+            memcpy(saved, body, keep);
+            e->ready_busy = 1;
+            FP_BARRIER();
+            fp_heap_drop_pages(c, page, page + FP_PAGE);
+            memcpy(body, saved, keep);
+        }
+        memcpy(body - hlen, head, hlen);
+        e->ready_len = (uint16_t)hlen;
+        FP_BARRIER();
+        e->ready_busy = 0;
+        mut_end(c);
+        done = 1;
+    }
+    fp_unlock(c);
+    return done;
+}
+
 /* ------------------------------------------------------------------ writes */
 
 static uint64_t body_room(fp_cache *c, uint64_t off)
@@ -419,9 +461,12 @@ static uint64_t body_room(fp_cache *c, uint64_t off)
 static uint64_t reserve(fp_cache *c, int slot, uint64_t hash, size_t klen, size_t hlen,
                         uint64_t cap, const fp_cache_meta *meta)
 {
-    /* A paged body may need up to a page of gap before it and whole pages. */
+    /* A paged body may need up to a page of gap before its first page, then
+     * the ready head room and the body in whole pages. */
     int paged = c->paged_min && cap >= c->paged_min;
-    uint64_t off = alloc_evicting(c, paged ? fp_need(klen + hlen + FP_PAGE - 1 + fp_page_up(cap))
+    uint64_t ready = hlen + FP_CACHE_READY_EXTRA <= FP_PAGE ? hlen + FP_CACHE_READY_EXTRA : 0;
+    uint64_t off = alloc_evicting(c, paged ? fp_need(klen + hlen + FP_PAGE - 1 +
+                                                     fp_page_up(ready + cap))
                                            : fp_need(klen + hlen + cap));
     if (!off) return 0;
     fp_entry *e = FP_ENT(c, off);
@@ -434,7 +479,9 @@ static uint64_t reserve(fp_cache *c, int slot, uint64_t hash, size_t klen, size_
     if (meta) e->meta = *meta;
     if (paged) {
         uint64_t head_end = off + FP_DATA_OFF + klen + hlen;
-        e->body_gap = (uint16_t)(fp_page_up(head_end) - head_end);
+        e->ready_cap = (uint16_t)ready;
+        e->ready_time = INT64_MIN;   /* no head written yet, in any second */
+        e->body_gap = (uint16_t)(fp_page_up(head_end) - head_end + ready);
         e->paged = 1;
         fp_heap_shrink(c, off, fp_entry_need(c, off, cap));  /* the unused slack */
     }

@@ -33,7 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define FP_CACHE_VERSION 2
+#define FP_CACHE_VERSION 3
 
 /* Return codes (negative = error). */
 #define FP_CACHE_OK 0
@@ -61,12 +61,22 @@
 
 #define FP_CACHE_LOCK_TIMEOUT_MS 2000
 
-/* Bodies from this size on are page-aligned and sent with sendfile: below
- * it one sendmsg of head + body (the kernel copying the body into the
- * socket) costs less CPU than send + sendfile; they cross near 24 KiB
- * (bench/c/send_cost.c, loopback: 16 KiB 8.3-8.5 against 8.6-9.0 us per
- * answer, 64 KiB 17.8 against 13.7). */
+/* Bodies from FP_CACHE_PAGED_MIN on are laid out on pages of their own,
+ * with room for a ready head in front (fp_cache_ready_head), so a hit can
+ * leave in ONE sendfile of head + body with no copy.  That wins over one
+ * sendmsg of head + body (the kernel copying the body into the socket) from
+ * about 16 KiB on; below it the per-page splice work costs what the copy
+ * saves (bench/c/send_cost.c "onefile", loopback, us per answer: 12 KiB
+ * 9.4 against 9.5, 16 KiB 8.3-8.6 against 8.6-9.9, 24 KiB 9.9 against 12.3).
+ * When the ready head cannot be used, the head goes by send(MSG_MORE) and
+ * the body by sendfile only from FP_CACHE_SENDFILE_MIN on, where those two
+ * calls beat one sendmsg (64 KiB 13.7 against 17.8; 16 KiB 9.5-10.5
+ * against 8.6-9.9). */
+#define FP_CACHE_PAGED_MIN 16384
 #define FP_CACHE_SENDFILE_MIN 24576
+/* Ready head room beyond the stored head: Age, X-Cache, Connection and
+ * Content-Length lines and the blank line (at most 113 bytes). */
+#define FP_CACHE_READY_EXTRA 160
 
 typedef struct fp_cache fp_cache;  /* the region header (fp_cache_int.h) */
 
@@ -143,6 +153,19 @@ void fp_cache_release(fp_cache *c, int slot, int32_t pin);
  * from now on freeing the entry drops its pages.  No lock: the pin keeps
  * the entry, and the free that reads the mark takes the lock after unpin. */
 void fp_cache_note_sendfile(fp_cache *c, const fp_cache_hit *hit);
+
+/* The ready head of a pinned, page-laid hit (file_off >= 0): the bytes kept
+ * right before its body in the region, so that head + body are one file
+ * range.  Returns 1 when the hlen bytes before the body now equal head (the
+ * caller may sendfile [file_off - hlen, file_off + body_len) after
+ * fp_cache_note_sendfile), 0 when not (send the head from memory).  A
+ * different head is written in only when no other pin holds the entry and
+ * not yet in second `now` (Age changes once a second; clients that differ in
+ * Connection handling do not make it flap).  If a socket may still hold the
+ * old bytes, their page is dropped first (MADV_REMOVE) and the body's first
+ * bytes written back, so what was sent never changes. */
+int fp_cache_ready_head(fp_cache *c, const fp_cache_hit *hit, const void *head, size_t hlen,
+                        int64_t now);
 
 int fp_cache_begin(fp_cache *c, int slot, const void *key, size_t klen, const void *head,
                    size_t hlen, const fp_cache_meta *meta, uint64_t body_hint,

@@ -81,8 +81,11 @@ static int check_locked(fp_cache *c, char *err, size_t n)
                 r = fail(err, n, "entry at %llu overflows its chunk", (unsigned long long)off);
                 goto out;
             }
-            if (e->paged && (fp_body_off(c, off) % FP_PAGE ||
-                             fp_page_up(e->body_len) > e->body_cap)) {
+            if (e->paged && (fp_body_page(c, off) % FP_PAGE ||
+                             fp_body_page(c, off) < off + FP_DATA_OFF + e->key_len + e->head_len ||
+                             fp_page_up(fp_body_off(c, off) + e->body_len) >
+                                 fp_body_off(c, off) + e->body_cap ||
+                             e->ready_len > e->ready_cap || e->ready_busy)) {
                 r = fail(err, n, "paged entry at %llu does not own its body's pages",
                          (unsigned long long)off);
                 goto out;

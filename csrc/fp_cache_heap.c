@@ -121,7 +121,7 @@ uint64_t fp_heap_free(fp_cache *c, uint64_t off)
          * never serves the emptied pages).  Bodies never sent keep theirs:
          * a fresh page costs a fault when the chunk is written again. */
         if (FP_ENT(c, off)->paged && __atomic_load_n(&FP_ENT(c, off)->sent, __ATOMIC_RELAXED))
-            fp_heap_drop_pages(c, fp_body_off(c, off), off + size);
+            fp_heap_drop_pages(c, fp_body_page(c, off), off + size);
         /* Forget the entry before its chunk can be reused or merged, so a
          * rebuild never resurrects a deleted response from stale bytes. */
         FP_ENT(c, off)->magic = 0;
@@ -224,6 +224,12 @@ void fp_cache_rebuild(fp_cache *c)
             fp_entry *e = FP_ENT(c, off);
             keep = e->magic == FP_ENT_LIVE || e->magic == FP_ENT_DEAD ||
                    (e->magic == FP_ENT_PENDING && owner_alive(c, e->owner));
+            if (e->ready_busy) {
+                /* Died rewriting the ready head: the body's first page lost
+                 * its bytes.  Sockets may still send the rest: drop it too. */
+                keep = 0;
+                if (e->paged) fp_heap_drop_pages(c, fp_body_page(c, off), off + size);
+            }
             e->refs = 0;
             e->hnext = e->prev = e->next = 0;
         }

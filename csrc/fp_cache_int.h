@@ -44,6 +44,11 @@ typedef struct {
                                     it touches is this chunk's (sendfile-safe) */
     uint8_t sent;                /* 1: a socket got the body by sendfile: drop
                                     its pages when the chunk is freed        */
+    uint16_t ready_cap;          /* paged: room kept right before the body, on
+                                    its first page, for a ready head (0 = none) */
+    uint16_t ready_len;          /* the ready head there now, 0 = none        */
+    uint32_t ready_busy;         /* 1 while a rewrite has that page dropped   */
+    int64_t ready_time;          /* second of the last rewrite                */
     uint64_t body_len;
     uint64_t body_cap;
     fp_cache_meta meta;
@@ -134,12 +139,18 @@ static inline uint64_t fp_body_off(fp_cache *c, uint64_t off)
     return off + FP_DATA_OFF + e->key_len + e->head_len + e->body_gap;
 }
 static inline uint8_t *fp_ent_body(fp_cache *c, uint64_t off) { return FP_AT(c, fp_body_off(c, off)); }
+/* Region offset of a paged entry's first body page: where its ready head
+ * room starts; that page and every later one belong to this entry alone. */
+static inline uint64_t fp_body_page(fp_cache *c, uint64_t off)
+{
+    return fp_body_off(c, off) - FP_ENT(c, off)->ready_cap;
+}
 /* Chunk bytes the entry at off needs for a body of body_len bytes.  A paged
  * body keeps whole pages, so the next chunk starts on a page of its own. */
 static inline uint64_t fp_entry_need(fp_cache *c, uint64_t off, uint64_t body_len)
 {
     fp_entry *e = FP_ENT(c, off);
-    if (e->paged) return fp_body_off(c, off) + fp_page_up(body_len) - off;
+    if (e->paged) return fp_page_up(fp_body_off(c, off) + body_len) - off;
     return fp_need((uint64_t)e->key_len + e->head_len + body_len);
 }
 

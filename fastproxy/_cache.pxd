@@ -1,7 +1,7 @@
 # The shared-memory response cache region (csrc/fp_cache.h) and the entry
 # points the data plane calls without building Python objects: a hit is a
 # pinned entry (pointers + lengths into shared memory) until cache_release.
-from libc.stdint cimport int32_t, uint64_t
+from libc.stdint cimport int32_t, int64_t, uint64_t
 
 from fastproxy.fp_cache cimport (
     fp_cache,
@@ -14,6 +14,7 @@ from fastproxy.fp_cache cimport (
     fp_cache_meta,
     fp_cache_note_sendfile,
     fp_cache_put,
+    fp_cache_ready_head,
     fp_cache_release,
 )
 
@@ -39,6 +40,12 @@ cdef inline void cache_release(CacheRegion r, int32_t pin) noexcept:
 
 cdef inline void cache_note_sendfile(CacheRegion r, const fp_cache_hit *hit) noexcept:
     fp_cache_note_sendfile(r.c, hit)
+
+
+cdef inline bint cache_ready_head(CacheRegion r, const fp_cache_hit *hit, const char *head,
+                                  size_t hlen, int64_t now) noexcept:
+    """True: the hlen bytes before the hit's body in the memfd are head."""
+    return fp_cache_ready_head(r.c, hit, head, hlen, now)
 
 
 cdef inline int cache_begin(CacheRegion r, const char *key, size_t klen, const char *head,

@@ -20,6 +20,8 @@ cdef extern from "fp_cache.h" nogil:
         FP_FILL_WAIT
         FP_FILL_NOSLOT
         FP_CACHE_SENDFILE_MIN
+        FP_CACHE_PAGED_MIN
+        FP_CACHE_READY_EXTRA
 
     uint64_t FP_CACHE_VARY_STAR
 
@@ -83,6 +85,8 @@ cdef extern from "fp_cache.h" nogil:
                         unsigned flags, fp_cache_hit *out)
     void fp_cache_release(fp_cache *c, int slot, int32_t pin)
     void fp_cache_note_sendfile(fp_cache *c, const fp_cache_hit *hit)
+    int fp_cache_ready_head(fp_cache *c, const fp_cache_hit *hit, const void *head, size_t hlen,
+                            int64_t now)
     int fp_cache_begin(fp_cache *c, int slot, const void *key, size_t klen, const void *head,
                        size_t hlen, const fp_cache_meta *meta, uint64_t body_hint,
                        fp_cache_put *p)

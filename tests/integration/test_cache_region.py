@@ -211,13 +211,19 @@ def test_killed_while_holding_the_lock() -> None:
 
 
 def crash_workload(r: CacheRegion) -> None:
-    """Every kind of mutation: evicting puts, a growing chunked put, hits, a
-    pinned entry deleted then released, a refresh, a purge, a fill claim."""
+    """Every kind of mutation: evicting puts, a growing chunked put, hits, ready
+    heads written and rewritten after a sendfile (the body's first page dropped
+    and refilled), a pinned entry deleted then released, a refresh, a purge, a
+    fill claim."""
     for i in range(12):
         assert r.put(b"w%d" % i, b"H", make_body(b"w", i, 40000))
     assert r.put(b"g", b"H", make_body(b"g", 0, 150000), chunk=10000, hint=100)
     r.get(b"w11")
     r.get(b"w3")
+    null = os.open(os.devnull, os.O_WRONLY)
+    for t in range(3):
+        assert r._send_ready_for_test(b"w11", b"ready %d\r\n\r\n" % t, t, null) > 0
+    os.close(null)
     pin = r._pin_for_test(b"w10")
     r.delete(b"w10")
     if pin >= 0:

@@ -1,17 +1,19 @@
 """Bodies the data plane sends with sendfile(2) straight from the cache region's
-memfd (csrc/fp_cache.h "paged" bodies): their layout, and the safety rule that
-makes it correct -- bytes a socket has not delivered yet never change, even when
-the entry is evicted and its memory reused at once."""
+memfd (csrc/fp_cache.h "paged" bodies): their layout, the ready head in front
+of them (head + body in one sendfile), and the safety rule that makes it
+correct -- bytes a socket has not delivered yet never change, even when the
+entry is evicted and its memory reused at once, or its ready head rewritten."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 from collections.abc import Iterator
 
 import pytest
 
-from fastproxy._cache import SENDFILE_MIN, CacheRegion
+from fastproxy._cache import PAGED_MIN, READY_EXTRA, CacheRegion
 
 PAGE = 4096
 
@@ -50,22 +52,29 @@ def recv_exactly(s: socket.socket, n: int) -> bytes:
     return bytes(out)
 
 
-def test_large_bodies_start_on_a_page_of_the_memfd(region: CacheRegion) -> None:
+def first_page(off: int, head: bytes) -> int:
+    """Where a paged body's own pages start: its ready head room is in front."""
+    return off - len(head) - READY_EXTRA
+
+
+def test_large_bodies_own_their_pages_with_room_for_a_ready_head(region: CacheRegion) -> None:
     assert region.fd >= 0
-    for n in (SENDFILE_MIN, SENDFILE_MIN + 3333, 300000):
+    assert fcntl.fcntl(region.fd, fcntl.F_GETFL) & os.O_NOATIME  # no atime update per sendfile
+    head = b"HTTP/1.1 200 OK\r\nX-Long-Head: " + b"h" * 333 + b"\r\n\r\n"
+    for n in (PAGED_MIN, PAGED_MIN + 3333, 300000):
         key = b"GET http://h/%d" % n
         body = pattern(b"%d|" % n, n)
-        assert region.put(key, b"HTTP/1.1 200 OK\r\nX-Long-Head: " + b"h" * 333 + b"\r\n\r\n", body)
+        assert region.put(key, head, body)
         off, got = region._body_file_offset(key)
         assert got == body
-        assert off > 0 and off % PAGE == 0
+        assert first_page(off, head) > 0 and first_page(off, head) % PAGE == 0
         assert os.pread(region.fd, n, off) == body  # what sendfile will read
     region.check()
 
 
 def test_small_bodies_and_anonymous_regions_are_not_paged(region: CacheRegion) -> None:
-    region.put(b"small", b"H", b"x" * (SENDFILE_MIN - 1))
-    assert region._body_file_offset(b"small") == (-1, b"x" * (SENDFILE_MIN - 1))
+    region.put(b"small", b"H", b"x" * (PAGED_MIN - 1))
+    assert region._body_file_offset(b"small") == (-1, b"x" * (PAGED_MIN - 1))
     anon = CacheRegion(1 << 20, 512 << 10, 0, sendfile=False)
     assert anon.fd == -1
     anon.put(b"big", b"H", b"y" * 50000)
@@ -77,12 +86,12 @@ def test_streamed_store_that_outgrows_its_hint_becomes_paged(region: CacheRegion
     body = pattern(b"stream|", 150000)
     assert region.put(b"s", b"HEAD", body, chunk=7000, hint=100)
     off, got = region._body_file_offset(b"s")
-    assert got == body and off % PAGE == 0
+    assert got == body and first_page(off, b"HEAD") % PAGE == 0
     # A hint larger than the body: the commit gives the unused pages back.
-    short = SENDFILE_MIN + 3333
+    short = PAGED_MIN + 3333
     assert region.put(b"t", b"HEAD", body[:short], chunk=5000, hint=200000)
     off, got = region._body_file_offset(b"t")
-    assert got == body[:short] and off % PAGE == 0
+    assert got == body[:short] and first_page(off, b"HEAD") % PAGE == 0
     region.check()
     assert region.stats()["bytes"] < 150000 + short + 5 * PAGE
 
@@ -143,3 +152,75 @@ def test_pages_of_unsent_bodies_are_kept(region: CacheRegion) -> None:
     region.check()
     for i in range(93, 100):
         assert region.get(b"k%d" % (i % 7))[1] == pattern(b"%d-" % i, 40000)
+
+
+def test_ready_head_and_body_leave_in_one_sendfile(
+    region: CacheRegion, tcp_pair: tuple[socket.socket, socket.socket]
+) -> None:
+    tx, rx = tcp_pair
+    body = pattern(b"body-", 20000)
+    region.put(b"k", b"HTTP/1.1 200 OK\r\n", body)
+    h1 = b"HTTP/1.1 200 OK\r\nAge: 1\r\nContent-Length: 20000\r\n\r\n"
+    assert region._send_ready_for_test(b"k", h1, 1000, tx.fileno()) == len(h1) + len(body)
+    assert region._send_ready_for_test(b"k", h1, 1000, tx.fileno()) == len(h1) + len(body)
+    assert recv_exactly(rx, 2 * (len(h1) + len(body))) == (h1 + body) * 2
+    region.check()
+
+
+def test_ready_head_changes_at_most_once_a_second(
+    region: CacheRegion, tcp_pair: tuple[socket.socket, socket.socket]
+) -> None:
+    tx, rx = tcp_pair
+    body = pattern(b"b.", 17000)
+    region.put(b"k", b"H\r\n", body)
+    keep, close = b"H\r\nAge: 0\r\n\r\n", b"H\r\nAge: 0\r\nConnection: x\r\n\r\n"
+    assert region._send_ready_for_test(b"k", keep, 50, tx.fileno()) > 0
+    # another head in the same second: no rewrite, the caller sends a copy
+    assert region._send_ready_for_test(b"k", close, 50, tx.fileno()) == -1
+    assert region._send_ready_for_test(b"k", keep, 50, tx.fileno()) > 0
+    assert region._send_ready_for_test(b"k", close, 51, tx.fileno()) > 0
+    assert recv_exactly(rx, 3 * len(body) + 2 * len(keep) + len(close)) == (
+        keep + body + keep + body + close + body
+    )
+    # a head longer than the room kept for it is never written there
+    assert region._send_ready_for_test(b"k", b"x" * (3 + READY_EXTRA + 1), 52, tx.fileno()) == -1
+    region.check()
+
+
+def test_ready_head_is_not_rewritten_under_another_pin(
+    region: CacheRegion, tcp_pair: tuple[socket.socket, socket.socket]
+) -> None:
+    """Another pin may be reading the bytes in front of the body right now (a
+    worker between its compare and its sendfile): only the sole pin rewrites."""
+    tx, rx = tcp_pair
+    body = pattern(b"p", 16384)
+    region.put(b"k", b"H\r\n", body)
+    assert region._send_ready_for_test(b"k", b"A\r\n\r\n", 7, tx.fileno()) > 0
+    pin = region._pin_for_test(b"k")
+    assert pin >= 0
+    assert region._send_ready_for_test(b"k", b"B\r\n\r\n", 8, tx.fileno()) == -1
+    region._release_for_test(pin)
+    assert region._send_ready_for_test(b"k", b"B\r\n\r\n", 8, tx.fileno()) > 0
+    assert recv_exactly(rx, 2 * (len(body) + 5)) == b"A\r\n\r\n" + body + b"B\r\n\r\n" + body
+
+
+def test_answer_in_flight_survives_a_ready_head_rewrite(
+    region: CacheRegion, tcp_pair: tuple[socket.socket, socket.socket]
+) -> None:
+    """The rewrite's hazard: the receiver has not read the first answer, so the
+    socket still refers to the page holding its head and the body's first
+    bytes.  Rewriting drops that page instead of writing into it."""
+    tx, rx = tcp_pair
+    body = pattern(b"FIRST-PAGE-", 40000)
+    region.put(b"k", b"HTTP/1.1 200 OK\r\n", body)
+    sent = []
+    for t in range(10):  # a head of another length each second
+        head = b"HTTP/1.1 200 OK\r\nAge: %d\r\n\r\n" % (t * 997)
+        assert region._send_ready_for_test(b"k", head, 2000 + t, tx.fileno()) == len(head) + len(
+            body
+        )
+        sent.append(head + body)
+    want = b"".join(sent)
+    assert recv_exactly(rx, len(want)) == want
+    assert region._body_file_offset(b"k")[1] == body
+    region.check()
