@@ -75,6 +75,7 @@ int fp_cpath_write_304(fp_wbuf *o, const fp_cache_hit *hit, int64_t age, const c
 /* Send a hit on a non-blocking socket: the head (copied, MSG_MORE so it
  * leaves with the body), then the body straight from the region's memfd
  * with sendfile(2) -- no copy into the process, none into the socket.
+ * hlen 0: the file range alone (a ready head + body, fp_cache_ready_head).
  * Returns the bytes sent (head first, then body); short on EAGAIN or an
  * error, and the caller hands the rest to its transport, which reports
  * errors its usual way. */

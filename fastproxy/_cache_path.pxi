@@ -17,7 +17,7 @@ from libc.time cimport time as c_time
 from cpython.bytes cimport PyBytes_AS_STRING
 
 from fastproxy._cache cimport CacheRegion, cache_begin, cache_commit, cache_abort
-from fastproxy._cache cimport cache_lookup, cache_note_sendfile, cache_release
+from fastproxy._cache cimport cache_lookup, cache_note_sendfile, cache_ready_head, cache_release
 from fastproxy.fp_cache cimport (
     FP_CACHE_ANY_VARIANT, FP_CACHE_HIT, FP_CACHE_NOCOUNT, FP_CACHE_NOTOUCH, FP_CACHE_OK,
     FP_CACHE_SENDFILE_MIN,
@@ -182,7 +182,7 @@ cdef bint cache_request(ClientProtocol self, const char *p, size_t head_len, con
         verdict = fp_cpath_judge(&hit.meta, &self.creq, now, &age)
         if verdict == FP_CP_FRESH:
             fp_cache_count(r.c, 1, 0)
-            cache_serve(self, r, &hit, age, XC_HIT, head_len,
+            cache_serve(self, r, &hit, now, age, XC_HIT, head_len,
                         fp_cpath_not_modified(p, &self.head, &hit, now))
             return True
         if verdict == FP_CP_STALE_OK or verdict == FP_CP_SWR:
@@ -191,7 +191,7 @@ cdef bint cache_request(ClientProtocol self, const char *p, size_t head_len, con
             if verdict == FP_CP_SWR:
                 cache_refresh(self, r, p, head_len)
             fp_cache_count(r.c, 1, 0)
-            cache_serve(self, r, &hit, age, XC_STALE, head_len, False)
+            cache_serve(self, r, &hit, now, age, XC_STALE, head_len, False)
             return True
         cache_note_stale(self, &hit, p, age)
         cache_release(r, hit.pin)
@@ -282,17 +282,25 @@ cdef void cache_fill_done(ClientProtocol c) noexcept:
 
 
 cdef bint cache_send_direct(ClientProtocol self, CacheRegion r, fp_cache_hit *hit,
-                            size_t body_len) except -1:
+                            size_t body_len, int64_t now) except -1:
     """Send the head in self.wb and body_len bytes of the hit's body on the
-    socket itself: a large page-laid body by sendfile from the region's
-    memfd, anything smaller in one sendmsg straight from the pinned region.
-    What the socket does not take is copied into the transport.  False: not
-    possible here, nothing sent."""
+    socket itself.  A page-laid body goes by sendfile from the region's
+    memfd: with its ready head in front, head and body are one sendfile
+    (keep-alive answers: a closing one wants its FIN riding with the last
+    bytes, which only sendmsg's MSG_MORE gives); otherwise, from 24 KiB, the
+    head by send and the body by sendfile.  The rest goes in one sendmsg
+    straight from the pinned region.  What the socket does not take is
+    copied into the transport.  False: not possible here, nothing sent."""
     cdef int sock = self.direct_fd()
     cdef size_t sent, total = self.wb.len + body_len
     if sock < 0:
         return False
-    if body_len >= FP_CACHE_SENDFILE_MIN and hit.file_off >= 0 and r.fd >= 0:
+    if body_len and hit.file_off >= 0 and r.fd >= 0 and self.keep_alive and \
+            cache_ready_head(r, hit, self.wb.data, self.wb.len, now):
+        cache_note_sendfile(r, hit)
+        sent = fp_cpath_send_file(sock, NULL, 0, r.fd, hit.file_off - <int64_t>self.wb.len,
+                                  total)
+    elif body_len >= FP_CACHE_SENDFILE_MIN and hit.file_off >= 0 and r.fd >= 0:
         cache_note_sendfile(r, hit)     # from now on its pages are dropped when freed
         sent = fp_cpath_send_file(sock, self.wb.data, self.wb.len, r.fd, hit.file_off,
                                   body_len)
@@ -321,8 +329,8 @@ cdef bytes hit_bytes(ClientProtocol self, fp_cache_hit *hit, size_t body_len, si
     return out
 
 
-cdef cache_serve(ClientProtocol self, CacheRegion r, fp_cache_hit *hit, int64_t age, int xc,
-                 size_t head_len, bint not_modified):
+cdef cache_serve(ClientProtocol self, CacheRegion r, fp_cache_hit *hit, int64_t now,
+                 int64_t age, int xc, size_t head_len, bint not_modified):
     """Answer from a pinned entry: head from C, then written to the socket
     directly (cache_send_direct), or, behind queued bytes or on TLS, copied
     once into the bytes object handed to transport.write."""
@@ -345,7 +353,7 @@ cdef cache_serve(ClientProtocol self, CacheRegion r, fp_cache_hit *hit, int64_t 
         raise MemoryError()
     if not_modified or head_only or hit.meta.status == 204 or hit.meta.status == 304:
         body_len = 0
-    if not cache_send_direct(self, r, hit, body_len):
+    if not cache_send_direct(self, r, hit, body_len, now):
         out = hit_bytes(self, hit, body_len, 0)
     cache_release(r, hit.pin)
     if out is not None:

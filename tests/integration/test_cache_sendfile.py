@@ -9,11 +9,12 @@ from __future__ import annotations
 import random
 import socket
 import threading
+import time
 from typing import Any
 
 import pytest
 
-from fastproxy._cache import SENDFILE_MIN
+from fastproxy._cache import PAGED_MIN, SENDFILE_MIN
 
 CC = "hdr=Cache-Control:max-age=60"
 
@@ -37,7 +38,7 @@ def expected(path: str, n: int) -> bytes:
 def test_large_hits_carry_the_stored_bytes(make_proxy: Any, http_conn: Any, sendfile: bool) -> None:
     p = make_proxy(_cfg(sendfile))
     c = http_conn(p.port)
-    for n in (SENDFILE_MIN - 1, SENDFILE_MIN, 16384, 200_000, 1_000_000):
+    for n in (PAGED_MIN - 1, PAGED_MIN, SENDFILE_MIN - 1, SENDFILE_MIN, 200_000, 1_000_000):
         path = f"/cache/big{n}"
         t = f"{path}?n={n}&{CC}"
         miss = c.roundtrip("GET", t)
@@ -180,3 +181,68 @@ def test_two_workers_churning_the_cache_never_mix_bodies(make_proxy: Any, http_c
         seen.count("HIT"),
         seen.count("MISS"),
     )
+
+
+def test_answer_in_flight_keeps_its_head_when_the_next_second_rewrites_it(
+    make_proxy: Any, http_conn: Any
+) -> None:
+    """A keep-alive hit of a page-laid body leaves as one sendfile of the ready
+    head (kept in the region right before the body) and the body.  The first
+    client reads nothing, so its socket still refers to the page holding its
+    head; a hit in a later second has another Age and rewrites the ready head.
+    The first client must still read its own head, with the older Age."""
+    p = make_proxy(_cfg())
+    n = PAGED_MIN + 3000
+    t = f"/cache/ready?n={n}&{CC}"
+    assert http_conn(p.port).roundtrip("GET", t).header("X-Cache") == "MISS"
+    lazy = http_conn(p.port, timeout=10)
+    lazy.send(f"GET {t} HTTP/1.1\r\nHost: test.local\r\n\r\n".encode())
+    # the lazy client's answer leaves within this second (Age is whole seconds)
+    other = http_conn(p.port, timeout=10)
+    first = other.roundtrip("GET", t)
+    time.sleep(1.05 - time.time() % 1)  # into the next second: Age goes up by one
+    later = other.roundtrip("GET", t)
+    mine = lazy.read_response()
+    for r in (first, later, mine):
+        assert r.header("X-Cache") == "HIT" and r.body == expected("/cache/ready", n)
+        assert r.header("Content-Length") == str(n)
+    assert int(later.header("Age")) == int(first.header("Age")) + 1
+    assert int(mine.header("Age")) == int(first.header("Age"))
+
+
+def test_hits_of_every_connection_kind_in_one_second_get_their_own_head(
+    make_proxy: Any, http_conn: Any, raw_request: Any
+) -> None:
+    """Keep-alive HTTP/1.1, keep-alive HTTP/1.0 and closing clients interleaved
+    on one page-laid entry: the ready head holds one of them at a time, and
+    every client gets its own Connection handling and the same body."""
+    p = make_proxy(_cfg())
+    n = PAGED_MIN + 100
+    t = f"/cache/kinds?n={n}&{CC}"
+    ka = http_conn(p.port)
+    assert ka.roundtrip("GET", t).header("X-Cache") == "MISS"
+    ten = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+    try:
+        for _ in range(3):
+            r = ka.roundtrip("GET", t)
+            assert r.header("Connection") is None and r.body == expected("/cache/kinds", n)
+            ten.sendall(
+                f"GET {t} HTTP/1.0\r\nHost: test.local\r\nConnection: keep-alive\r\n\r\n".encode()
+            )
+            data = b""
+            while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < n:
+                chunk = ten.recv(65536)
+                assert chunk, data[:200]
+                data += chunk
+            head, body = data.split(b"\r\n\r\n", 1)
+            assert b"X-Cache: HIT" in head and body == expected("/cache/kinds", n)
+            assert b"\r\nConnection: keep-alive\r\n" in head + b"\r\n"
+            closed = raw_request(
+                p.port,
+                f"GET {t} HTTP/1.1\r\nHost: test.local\r\nConnection: close\r\n\r\n".encode(),
+            )
+            head, body = closed.split(b"\r\n\r\n", 1)
+            assert b"X-Cache: HIT" in head and b"Connection: close" in head
+            assert body == expected("/cache/kinds", n)
+    finally:
+        ten.close()
