@@ -67,11 +67,12 @@
  * sendmsg of head + body (the kernel copying the body into the socket) from
  * about 16 KiB on; below it the per-page splice work costs what the copy
  * saves (bench/c/send_cost.c "onefile", loopback, us per answer: 12 KiB
- * 9.4 against 9.5, 16 KiB 8.3-8.6 against 8.6-9.9, 24 KiB 9.9 against 12.3).
- * When the ready head cannot be used, the head goes by send(MSG_MORE) and
- * the body by sendfile only from FP_CACHE_SENDFILE_MIN on, where those two
- * calls beat one sendmsg (64 KiB 13.7 against 17.8; 16 KiB 9.5-10.5
- * against 8.6-9.9). */
+ * 9.4-9.7 against 9.5, 16 KiB 8.3-8.7 against 8.6-9.9, 24 KiB 9.9-10.2
+ * against 11.6-12.3; docs/cache.md "Sending hits").  When the ready head
+ * cannot be used, the head goes by send(MSG_MORE) and the body by sendfile
+ * only from FP_CACHE_SENDFILE_MIN on, where those two calls beat one sendmsg
+ * (24 KiB 10.6-11.1, 64 KiB 14.2 against 18.2; 16 KiB 9.5-10.5 against
+ * 8.6-9.9). */
 #define FP_CACHE_PAGED_MIN 16384
 #define FP_CACHE_SENDFILE_MIN 24576
 /* Ready head room beyond the stored head: Age, X-Cache, Connection and
