@@ -246,3 +246,29 @@ def test_hits_of_every_connection_kind_in_one_second_get_their_own_head(
             assert body == expected("/cache/kinds", n)
     finally:
         ten.close()
+
+
+@pytest.mark.parametrize("small", [100, PAGED_MIN + 100])
+def test_hit_behind_a_queued_answer_waits_its_turn(
+    make_proxy: Any, http_conn: Any, small: int
+) -> None:
+    """A slow reader's large answer is partly queued in the transport when its
+    next request hits the cache: that hit goes behind the queued bytes, never
+    straight into the socket ahead of them.  (The reader makes room in the
+    socket before asking; uvloop usually refills it first, so this guards the
+    order rather than proving the queue check in direct_fd().)"""
+    p = make_proxy(_cfg())
+    n = 50_000  # what the socket does not take stays under the transport's high-water mark
+    big, little = f"/cache/q-big?n={n}&{CC}", f"/cache/q-small?n={small}&{CC}"
+    warm = http_conn(p.port)
+    warm.roundtrip("GET", big)
+    warm.roundtrip("GET", little)
+    for _ in range(3):
+        c = http_conn(p.port, rcvbuf=4096, timeout=10)
+        c.send(f"GET {big} HTTP/1.1\r\nHost: test.local\r\n\r\n".encode())
+        assert c.reader._fill()  # part of the answer read: room in the socket, the rest queued
+        c.send(f"GET {little} HTTP/1.1\r\nHost: test.local\r\n\r\n".encode())
+        first, second = c.read_response(), c.read_response()
+        assert first.body == expected("/cache/q-big", n)
+        assert second.header("X-Cache") == "HIT"
+        assert second.body == expected("/cache/q-small", small)
