@@ -418,7 +418,11 @@ int fp_cache_ready_head(fp_cache *c, const fp_cache_hit *hit, const void *head, 
     /* Our pin keeps rewrites out (they need the only pin), so this read is
      * stable without the lock. */
     if (e->ready_len == hlen && memcmp(body - hlen, head, hlen) == 0) return 1;
-    if (__atomic_load_n(&e->ready_time, __ATOMIC_RELAXED) == now) return 0;
+    /* Cheap refusals first: the lock is global, and another pin or a rewrite
+     * this second is the common case on a hot entry. */
+    if (__atomic_load_n(&e->ready_time, __ATOMIC_RELAXED) == now ||
+        __atomic_load_n(&e->refs, __ATOMIC_RELAXED) != 1)
+        return 0;
     if (fp_lock(c)) return 0;
     int done = 0;
     if (e->magic == FP_ENT_LIVE && e->refs == 1 && e->ready_time != now) {
@@ -454,7 +458,12 @@ int fp_cache_ready_head(fp_cache *c, const fp_cache_hit *hit, const void *head, 
 
 static uint64_t body_room(fp_cache *c, uint64_t off)
 {
-    return off + FP_CSIZE(c, off) - fp_body_off(c, off);
+    uint64_t end = off + FP_CSIZE(c, off);
+    /* A paged body owns whole pages: the allocator may round its chunk a few
+     * bytes into the next page, which the next chunk shares (and which is
+     * never dropped for a socket), so the body must stop short of it. */
+    if (FP_ENT(c, off)->paged) end &= ~(uint64_t)(FP_PAGE - 1);
+    return end - fp_body_off(c, off);
 }
 
 /* A PENDING chunk for key + head + `cap` body bytes; lock held. */

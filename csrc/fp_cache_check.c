@@ -83,8 +83,8 @@ static int check_locked(fp_cache *c, char *err, size_t n)
             }
             if (e->paged && (fp_body_page(c, off) % FP_PAGE ||
                              fp_body_page(c, off) < off + FP_DATA_OFF + e->key_len + e->head_len ||
-                             fp_page_up(fp_body_off(c, off) + e->body_len) >
-                                 fp_body_off(c, off) + e->body_cap ||
+                             fp_body_off(c, off) + e->body_cap >
+                                 ((off + size) & ~(uint64_t)(FP_PAGE - 1)) ||
                              e->ready_len > e->ready_cap || e->ready_busy)) {
                 r = fail(err, n, "paged entry at %llu does not own its body's pages",
                          (unsigned long long)off);

@@ -150,7 +150,7 @@ uint64_t fp_heap_free(fp_cache *c, uint64_t off)
 void fp_heap_shrink(fp_cache *c, uint64_t off, uint64_t need)
 {
     uint64_t size = FP_CSIZE(c, off);
-    if (size - need < FP_MIN_CHUNK) return;
+    if (need > size || size - need < FP_MIN_CHUNK) return;
     uint64_t rest = off + need;
     *FP_HDR(c, rest) = size - need;        /* a used chunk for a moment ... */
     FP_ENT(c, rest)->magic = 0;
@@ -224,11 +224,15 @@ void fp_cache_rebuild(fp_cache *c)
             fp_entry *e = FP_ENT(c, off);
             keep = e->magic == FP_ENT_LIVE || e->magic == FP_ENT_DEAD ||
                    (e->magic == FP_ENT_PENDING && owner_alive(c, e->owner));
-            if (e->ready_busy) {
+            if (e->magic == FP_ENT_LIVE && e->ready_busy) {
                 /* Died rewriting the ready head: the body's first page lost
-                 * its bytes.  Sockets may still send the rest: drop it too. */
+                 * its bytes.  Sockets may still send the rest: drop it too
+                 * (only pages inside this chunk, in case the header lies). */
                 keep = 0;
-                if (e->paged) fp_heap_drop_pages(c, fp_body_page(c, off), off + size);
+                e->ready_busy = 0;
+                uint64_t page = fp_body_page(c, off);
+                if (e->paged && page % FP_PAGE == 0 && page >= off + FP_DATA_OFF && page < off + size)
+                    fp_heap_drop_pages(c, page, off + size);
             }
             e->refs = 0;
             e->hnext = e->prev = e->next = 0;

@@ -21,7 +21,10 @@ import time
 from libc.stdint cimport int64_t, uint8_t, uint64_t
 from posix.mman cimport MAP_ANONYMOUS, MAP_FAILED, MAP_SHARED, PROT_READ, PROT_WRITE
 from posix.unistd cimport close
-from posix.mman cimport mmap, munmap
+from posix.mman cimport madvise, mmap, munmap
+
+cdef extern from "sys/mman.h" nogil:
+    int MADV_NOHUGEPAGE
 
 from fastproxy.fp_cache cimport (
     FP_CACHE_ANY_VARIANT,
@@ -69,6 +72,17 @@ _ERRORS = {FP_CACHE_EBUSY: "busy", FP_CACHE_ENOSPC: "no space", FP_CACHE_ETOOBIG
            FP_CACHE_ENOPIN: "no pin slot"}
 _META_KEYS = ("request_time", "response_time", "date", "expires", "last_modified",
               "age_value", "freshness", "swr", "sie", "status", "flags")
+
+
+def _shmem_huge_forced():
+    """True when the kernel puts shared memory on huge pages whatever we ask
+    (transparent_hugepage/shmem_enabled "force"): then no page-laid bodies."""
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/shmem_enabled") as f:
+            return "[force]" in f.read()
+    except OSError:
+        return False
+
 
 _current = None
 
@@ -146,7 +160,7 @@ cdef class CacheRegion:
         if max_entry_size == 0:
             raise ValueError("max_entry_size must be > 0")
         cdef int fd = -1
-        if sendfile:
+        if sendfile and not _shmem_huge_forced():
             try:                # a file the kernel can splice from: sendfile works on it
                 fd = os.memfd_create("fastproxy-cache", os.MFD_CLOEXEC)
                 os.ftruncate(fd, size)
@@ -165,6 +179,10 @@ cdef class CacheRegion:
             if fd >= 0:
                 close(fd)
             raise MemoryError(f"mmap of {size} bytes for the cache failed")
+        if fd >= 0:
+            # Sockets keep sendfile'd pages; dropping one (MADV_REMOVE) must
+            # detach it, which a huge page would instead zero in place.
+            madvise(p, size, MADV_NOHUGEPAGE)
         if fp_cache_init(p, size, max_entry_size, max_entries,
                          FP_CACHE_PAGED_MIN if fd >= 0 else 0) != FP_CACHE_OK:
             munmap(p, size)

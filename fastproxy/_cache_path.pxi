@@ -353,9 +353,11 @@ cdef cache_serve(ClientProtocol self, CacheRegion r, fp_cache_hit *hit, int64_t 
         raise MemoryError()
     if not_modified or head_only or hit.meta.status == 204 or hit.meta.status == 304:
         body_len = 0
-    if not cache_send_direct(self, r, hit, body_len, now):
-        out = hit_bytes(self, hit, body_len, 0)
-    cache_release(r, hit.pin)
+    try:
+        if not cache_send_direct(self, r, hit, body_len, now):
+            out = hit_bytes(self, hit, body_len, 0)
+    finally:                    # a pin left behind would keep the entry forever
+        cache_release(r, hit.pin)
     if out is not None:
         self.write(out)
     self.request_done()

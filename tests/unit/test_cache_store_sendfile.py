@@ -224,3 +224,23 @@ def test_answer_in_flight_survives_a_ready_head_rewrite(
     assert recv_exactly(rx, len(want)) == want
     assert region._body_file_offset(b"k")[1] == body
     region.check()
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_paged_body_room_stops_at_its_last_page(streamed: bool) -> None:
+    """The allocator may round a chunk a few bytes into the page after the
+    body's last one, a page the next chunk shares and that is never dropped
+    for a socket: the body's room must stop before it (the check says so), and
+    a streamed body that goes past its hint moves instead of spilling there."""
+    region = CacheRegion(4 << 20, 1 << 20, 0)
+    for hlen in range(200, 1400, 5):  # the chunk's rounding depends on where its head ends
+        head = b"h" * hlen
+        body = pattern(b"%d." % hlen, PAGED_MIN + (PAGE - (hlen + READY_EXTRA) % PAGE) + 10)
+        key = b"k"
+        if streamed:
+            assert region.put(key, head, body, chunk=4096, hint=PAGED_MIN)
+        else:
+            assert region.put(key, head, body[:PAGED_MIN])
+        region.check()
+        assert region.get(key)[1] == (body if streamed else body[:PAGED_MIN])
+        region.delete(key)
