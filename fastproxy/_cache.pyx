@@ -354,37 +354,24 @@ cdef class CacheRegion:
         cache_release(self, hit.pin)
         return out
 
-    def _sendfile_for_test(self, bytes key, int sock):
+    def _sendfile_for_test(self, bytes key, int sock, bytes head=None, long long now=0):
         """Tests only: sendfile key's body to sock as a hit does (mark, send,
-        release); the bytes sent, or -1 when the body is not page-laid."""
+        release); with head, the ready head + body in one sendfile, when
+        fp_cache_ready_head agrees that head is (or may become) the ready
+        head at second now.  The bytes sent, or -1 when the body is not
+        page-laid or the ready head could not be head."""
         self._ensure_slot()
         cdef fp_cache_hit hit
+        cdef size_t hlen = 0 if head is None else len(head)
         if cache_lookup(self, key, len(key), 0, FP_CACHE_NOCOUNT, &hit) != FP_CACHE_HIT:
             return -1
         try:
             if hit.file_off < 0 or self.fd < 0:
                 return -1
-            cache_note_sendfile(self, &hit)
-            return os.sendfile(sock, self.fd, hit.file_off, hit.body_len)
-        finally:
-            cache_release(self, hit.pin)
-
-    def _send_ready_for_test(self, bytes key, bytes head, long long now, int sock):
-        """Tests only: answer with key's ready head + body in one sendfile, as a
-        hit does when fp_cache_ready_head agrees (mark, send, release); the
-        bytes sent, or -1 when the ready head could not be head."""
-        self._ensure_slot()
-        cdef fp_cache_hit hit
-        if cache_lookup(self, key, len(key), 0, FP_CACHE_NOCOUNT, &hit) != FP_CACHE_HIT:
-            return -1
-        try:
-            if hit.file_off < 0 or self.fd < 0:
-                return -1
-            if not cache_ready_head(self, &hit, head, len(head), now):
+            if hlen and not cache_ready_head(self, &hit, head, hlen, now):
                 return -1
             cache_note_sendfile(self, &hit)
-            return os.sendfile(sock, self.fd, hit.file_off - len(head),
-                               len(head) + hit.body_len)
+            return os.sendfile(sock, self.fd, hit.file_off - hlen, hlen + hit.body_len)
         finally:
             cache_release(self, hit.pin)
 

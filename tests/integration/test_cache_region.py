@@ -222,7 +222,7 @@ def crash_workload(r: CacheRegion) -> None:
     r.get(b"w3")
     null = os.open(os.devnull, os.O_WRONLY)
     for t in range(3):
-        assert r._send_ready_for_test(b"w11", b"ready %d\r\n\r\n" % t, t, null) > 0
+        assert r._sendfile_for_test(b"w11", null, b"ready %d\r\n\r\n" % t, t) > 0
     os.close(null)
     pin = r._pin_for_test(b"w10")
     r.delete(b"w10")

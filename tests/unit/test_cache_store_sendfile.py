@@ -161,8 +161,8 @@ def test_ready_head_and_body_leave_in_one_sendfile(
     body = pattern(b"body-", 20000)
     region.put(b"k", b"HTTP/1.1 200 OK\r\n", body)
     h1 = b"HTTP/1.1 200 OK\r\nAge: 1\r\nContent-Length: 20000\r\n\r\n"
-    assert region._send_ready_for_test(b"k", h1, 1000, tx.fileno()) == len(h1) + len(body)
-    assert region._send_ready_for_test(b"k", h1, 1000, tx.fileno()) == len(h1) + len(body)
+    assert region._sendfile_for_test(b"k", tx.fileno(), h1, 1000) == len(h1) + len(body)
+    assert region._sendfile_for_test(b"k", tx.fileno(), h1, 1000) == len(h1) + len(body)
     assert recv_exactly(rx, 2 * (len(h1) + len(body))) == (h1 + body) * 2
     region.check()
 
@@ -174,16 +174,16 @@ def test_ready_head_changes_at_most_once_a_second(
     body = pattern(b"b.", 17000)
     region.put(b"k", b"H\r\n", body)
     keep, close = b"H\r\nAge: 0\r\n\r\n", b"H\r\nAge: 0\r\nConnection: x\r\n\r\n"
-    assert region._send_ready_for_test(b"k", keep, 50, tx.fileno()) > 0
+    assert region._sendfile_for_test(b"k", tx.fileno(), keep, 50) > 0
     # another head in the same second: no rewrite, the caller sends a copy
-    assert region._send_ready_for_test(b"k", close, 50, tx.fileno()) == -1
-    assert region._send_ready_for_test(b"k", keep, 50, tx.fileno()) > 0
-    assert region._send_ready_for_test(b"k", close, 51, tx.fileno()) > 0
+    assert region._sendfile_for_test(b"k", tx.fileno(), close, 50) == -1
+    assert region._sendfile_for_test(b"k", tx.fileno(), keep, 50) > 0
+    assert region._sendfile_for_test(b"k", tx.fileno(), close, 51) > 0
     assert recv_exactly(rx, 3 * len(body) + 2 * len(keep) + len(close)) == (
         keep + body + keep + body + close + body
     )
     # a head longer than the room kept for it is never written there
-    assert region._send_ready_for_test(b"k", b"x" * (3 + READY_EXTRA + 1), 52, tx.fileno()) == -1
+    assert region._sendfile_for_test(b"k", tx.fileno(), b"x" * (3 + READY_EXTRA + 1), 52) == -1
     region.check()
 
 
@@ -195,12 +195,12 @@ def test_ready_head_is_not_rewritten_under_another_pin(
     tx, rx = tcp_pair
     body = pattern(b"p", 16384)
     region.put(b"k", b"H\r\n", body)
-    assert region._send_ready_for_test(b"k", b"A\r\n\r\n", 7, tx.fileno()) > 0
+    assert region._sendfile_for_test(b"k", tx.fileno(), b"A\r\n\r\n", 7) > 0
     pin = region._pin_for_test(b"k")
     assert pin >= 0
-    assert region._send_ready_for_test(b"k", b"B\r\n\r\n", 8, tx.fileno()) == -1
+    assert region._sendfile_for_test(b"k", tx.fileno(), b"B\r\n\r\n", 8) == -1
     region._release_for_test(pin)
-    assert region._send_ready_for_test(b"k", b"B\r\n\r\n", 8, tx.fileno()) > 0
+    assert region._sendfile_for_test(b"k", tx.fileno(), b"B\r\n\r\n", 8) > 0
     assert recv_exactly(rx, 2 * (len(body) + 5)) == b"A\r\n\r\n" + body + b"B\r\n\r\n" + body
 
 
@@ -216,9 +216,8 @@ def test_answer_in_flight_survives_a_ready_head_rewrite(
     sent = []
     for t in range(10):  # a head of another length each second
         head = b"HTTP/1.1 200 OK\r\nAge: %d\r\n\r\n" % (t * 997)
-        assert region._send_ready_for_test(b"k", head, 2000 + t, tx.fileno()) == len(head) + len(
-            body
-        )
+        n = region._sendfile_for_test(b"k", tx.fileno(), head, 2000 + t)
+        assert n == len(head) + len(body)
         sent.append(head + body)
     want = b"".join(sent)
     assert recv_exactly(rx, len(want)) == want
