@@ -81,8 +81,7 @@ static int check_locked(fp_cache *c, char *err, size_t n)
                 r = fail(err, n, "entry at %llu overflows its chunk", (unsigned long long)off);
                 goto out;
             }
-            if (e->paged && (fp_body_page(c, off) % FP_PAGE ||
-                             fp_body_page(c, off) < off + FP_DATA_OFF + e->key_len + e->head_len ||
+            if (e->paged && (!fp_body_page_ok(c, off, size) ||
                              fp_body_off(c, off) + e->body_cap >
                                  ((off + size) & ~(uint64_t)(FP_PAGE - 1)) ||
                              e->ready_len > e->ready_cap || e->ready_busy)) {

@@ -230,9 +230,8 @@ void fp_cache_rebuild(fp_cache *c)
                  * (only pages inside this chunk, in case the header lies). */
                 keep = 0;
                 e->ready_busy = 0;
-                uint64_t page = fp_body_page(c, off);
-                if (e->paged && page % FP_PAGE == 0 && page >= off + FP_DATA_OFF && page < off + size)
-                    fp_heap_drop_pages(c, page, off + size);
+                if (e->paged && fp_body_page_ok(c, off, size))
+                    fp_heap_drop_pages(c, fp_body_page(c, off), off + size);
             }
             e->refs = 0;
             e->hnext = e->prev = e->next = 0;

@@ -145,6 +145,16 @@ static inline uint64_t fp_body_page(fp_cache *c, uint64_t off)
 {
     return fp_body_off(c, off) - FP_ENT(c, off)->ready_cap;
 }
+/* The first body page of a paged entry lies on a page boundary, after its
+ * head and inside its chunk of `size` bytes (what the check and a rebuild
+ * must see before trusting the header). */
+static inline int fp_body_page_ok(fp_cache *c, uint64_t off, uint64_t size)
+{
+    fp_entry *e = FP_ENT(c, off);
+    uint64_t page = fp_body_page(c, off);
+    return page % FP_PAGE == 0 && page >= off + FP_DATA_OFF + e->key_len + e->head_len &&
+           page < off + size;
+}
 /* Chunk bytes the entry at off needs for a body of body_len bytes.  A paged
  * body keeps whole pages, so the next chunk starts on a page of its own. */
 static inline uint64_t fp_entry_need(fp_cache *c, uint64_t off, uint64_t body_len)
