@@ -262,7 +262,7 @@ cdef class ClientProtocol(Conn):
         self.deadline = 0
         self.tkind = T_NONE
         if self.rt.access_log is not None:
-            self.capture_log_info(p)
+            capture_log_info(self, p)
         rc = fp_request_framing(p, &self.head, &self.fr)
         if rc != 0:
             self.fail(fp_error_status(rc), fp_error_name(rc).decode())
@@ -402,18 +402,6 @@ cdef class ClientProtocol(Conn):
         self.can_retry = self.state == C_WAIT and (idempotent(self.method_id)
                                                    or ups.retry_non_idempotent)
         self.send_upstream()
-
-    cdef capture_log_info(self, const char *p):
-        cdef uint32_t i
-        ua = ref = b"-"
-        for i in range(self.head.num_headers):
-            f = self.head.headers[i]
-            if f.id == FP_H_USER_AGENT:
-                ua = p[f.value.off:f.value.off + f.value.len]
-            elif f.id == FP_H_REFERER:
-                ref = p[f.value.off:f.value.off + f.value.len]
-        line = p[self.head.method.off:self.head.target.off + self.head.target.len]
-        self.log_info = (line + (b" HTTP/1.1" if self.head.minor else b" HTTP/1.0"), ref, ua)
 
     cdef int append_body(self) except -2:
         """Move request body bytes from the receive buffer into wb, re-framed.
@@ -795,25 +783,5 @@ cdef class ClientProtocol(Conn):
             self.rt.st.requests[cls] += 1
             if self.route is not None:
                 self.rt.st.routes[self.route.stats_index].requests[cls] += 1
-        if self.rt.access_log is None or self.log_info is None:
-            return
-        line, ref, ua = self.log_info
-        self.log_info = None
-        now = time.time()
-        dur = monotonic() - self.t_start
-        if self.rt.access_format == "json":
-            rec = {"time": now, "client": self.peer, "request": line.decode("latin-1"),
-                   "status": self.status, "bytes": self.bytes_out,
-                   "request_time": round(dur, 6),
-                   "route": self.route.label if self.route is not None else None,
-                   "upstream": self.server.address if self.server is not None else None,
-                   "upstream_time": round(monotonic() - self.t_upstream, 6)
-                   if self.server is not None else None,
-                   "referer": ref.decode("latin-1"), "user_agent": ua.decode("latin-1"),
-                   "worker": PID}
-            self.rt.access_log(json.dumps(rec))
-        else:
-            ts = time.strftime("%d/%b/%Y:%H:%M:%S %z", time.localtime(now))
-            self.rt.access_log(
-                f'{self.peer} - - [{ts}] "{line.decode("latin-1")}" {self.status} '
-                f'{self.bytes_out} "{ref.decode("latin-1")}" "{ua.decode("latin-1")}"')
+        if self.rt.access_log is not None and self.log_info is not None:
+            write_access_line(self)
