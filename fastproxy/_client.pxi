@@ -66,6 +66,8 @@ cdef class ClientProtocol(Conn):
     # and only our calls on it can close it meanwhile).
     cdef bint tq_empty
     cdef bint in_read
+    cdef readonly bint own_read  # the worker's ReadLoop reads this socket, not the transport
+    cdef bint rl_watched        # ... and it is in the ReadLoop's set now (not paused)
     cdef double linger_until    # lingering close: LINGER_TIME is up at this monotonic time
 
     def __cinit__(self, *args, **kwargs):
@@ -123,6 +125,18 @@ cdef class ClientProtocol(Conn):
         self.set_deadline(T_IDLE, self.rt.header_timeout)
 
     def buffer_updated(self, Py_ssize_t nbytes):
+        self.received(nbytes)
+        self.read_by_readloop()
+
+    cdef int read_by_readloop(self) except -1:
+        # Between requests, a keep-alive plain-TCP connection moves to the
+        # worker's ReadLoop (_readloop.pxi) for good.
+        if not self.own_read and self.sfd >= 0 and self.state == C_HEAD and not self.closed \
+                and not self.reading_paused:
+            take_reading(self)
+        return 0
+
+    cdef received(self, size_t nbytes):
         self.end += nbytes
         self.rt.st.bytes_in += nbytes
         self.in_read = True
@@ -143,6 +157,7 @@ cdef class ClientProtocol(Conn):
         return False
 
     def connection_lost(self, exc):
+        drop_reading(self)          # the socket is still open: closed after this call
         self.closed = True
         self.state = C_CLOSED
         self.rt.conns.discard(self)
@@ -611,6 +626,7 @@ cdef class ClientProtocol(Conn):
         if not self.closed:
             self.state = C_CLOSED
             self.deadline = 0
+            drop_reading(self)
             self.transport.close()
 
     cdef linger(self):
@@ -640,7 +656,24 @@ cdef class ClientProtocol(Conn):
         if not self.closed:
             self.state = C_CLOSED
             self.deadline = 0
+            drop_reading(self)
             self.transport.abort()
+
+    cdef void pause_reading(self):
+        if self.own_read:
+            if not self.reading_paused and not self.closed:
+                self.reading_paused = True
+                pause_own_reading(self)
+        else:
+            Conn.pause_reading(self)
+
+    cdef void resume_reading(self):
+        if self.own_read:
+            if self.reading_paused and not self.closed:
+                self.reading_paused = False
+                resume_own_reading(self)
+        else:
+            Conn.resume_reading(self)
 
     cdef void on_timeout(self):
         try:
@@ -765,6 +798,7 @@ cdef class ClientProtocol(Conn):
         self.set_deadline(T_IDLE, self.rt.keepalive_timeout)
         self.resume_reading()
         self.process()
+        self.read_by_readloop()
 
     cdef start_tunnel(self):
         self.state = C_TUNNEL

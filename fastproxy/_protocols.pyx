@@ -118,6 +118,7 @@ cdef int put_chunk(fp_wbuf *w, const char *p, size_t n) except -1:
 include "_client.pxi"
 include "_upstream.pxi"
 include "_cache_path.pxi"
+include "_readloop.pxi"
 include "_access_log.pxi"
 
 

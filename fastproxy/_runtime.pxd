@@ -32,6 +32,7 @@ cdef class Runtime:
     cdef public long requests_total
     cdef object sweeper
     cdef unsigned long sweeps          # for the periodic heap trim
+    cdef public object readloop        # _protocols.ReadLoop, made on first use
     cdef public object pool_trimmer    # set by _protocols: trims idle upstream pools
     cdef fp_worker_stats *st           # this worker's counters (shared slot or own)
     cdef fp_worker_stats own           # used when no shared region is attached

@@ -137,6 +137,9 @@ cdef class Runtime:
         if self.sweeper is not None:
             self.sweeper.cancel()
             self.sweeper = None
+        if self.readloop is not None:
+            self.readloop.close()
+            self.readloop = None
 
     def _sweep(self):
         cdef double now = monotonic()
