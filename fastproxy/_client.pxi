@@ -61,9 +61,12 @@ cdef class ClientProtocol(Conn):
     cdef bint linger_wanted     # refused before the request was read whole: linger on close
     # What direct_fd() need not ask the transport again (two Python calls per
     # answer, ~3 % of a cache hit): its write queue was seen empty and nothing
-    # was handed to it since (only write() does); we are inside its own read
-    # callback and have not touched it since (uvloop reads only while open,
-    # and only our calls on it can close it meanwhile).
+    # was handed to it since (only write() does); we are inside a read of this
+    # connection (the transport's callback, or the ReadLoop's) and have not
+    # touched the transport since: uvloop reads only while it is open, our own
+    # close paths leave the ReadLoop first, and the one other way it closes --
+    # a failed queued write, in the same loop iteration as our read -- leaves
+    # a dead socket that a direct write cannot harm.
     cdef bint tq_empty
     cdef bint in_read
     cdef readonly bint own_read  # the worker's ReadLoop reads this socket, not the transport
