@@ -117,9 +117,7 @@ cdef int drop_reading(ClientProtocol c) except -1:
     """c's reading ends for good: closing, EOF, or a read error."""
     if not c.own_read:
         return 0
-    if c.rl_watched:
-        c.rl_watched = False
-        (<ReadLoop>c.rt.readloop).unwatch(c)
+    pause_own_reading(c)
     c.own_read = False
     Py_DECREF(c)                # the caller holds its own reference
     return 0
@@ -161,10 +159,8 @@ cdef int read_ready(ClientProtocol c) except -1:
             if not c.eof_received():
                 c.transport.close()
         elif errno != EAGAIN and errno != EINTR:    # EWOULDBLOCK == EAGAIN on Linux
-            drop_reading(c)
-            c.abort()
+            c.abort()           # which drops the reading first
     except Exception as exc:    # uvloop's read callback does the same
-        drop_reading(c)
         c.abort()
         c.rt.loop.call_exception_handler({
             "message": "Fatal error on a client connection",
