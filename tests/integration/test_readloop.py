@@ -58,31 +58,11 @@ def _blocking(fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
     return asyncio.wait_for(loop.run_in_executor(None, fn, *args), 20)
 
 
-def _read_response(s: socket.socket, buf: bytearray) -> bytes:
-    """One response with a Content-Length from s (bytes past it stay in buf)."""
-    while b"\r\n\r\n" not in buf:
-        chunk = s.recv(65536)
-        assert chunk, f"closed before a whole head: {bytes(buf[:200])!r}"
-        buf += chunk
-    head, _, _ = bytes(buf).partition(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    total = len(head) + 4 + length
-    while len(buf) < total:
-        chunk = s.recv(65536)
-        assert chunk, "closed inside a body"
-        buf += chunk
-    answer = bytes(buf[:total])
-    del buf[:total]
-    return answer
-
-
-def _get(s: socket.socket, buf: bytearray, target: str) -> bytes:
-    s.sendall(f"GET {target} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
-    return _read_response(s, buf)
+def _get(conn: Any, target: str) -> bytes:
+    """GET target on conn; the body (the origin echoes the request line last)."""
+    answer = conn.roundtrip("GET", target, host="t")
+    assert answer.status == 200, answer
+    return answer.body
 
 
 def _clients(rt: Any) -> list[Any]:
@@ -93,51 +73,43 @@ def _held(rt: Any) -> list[Any]:
     return [c for c in _clients(rt) if c.own_read]
 
 
-def _open(port: int) -> socket.socket:
-    s = socket.create_connection(("127.0.0.1", port), timeout=15)
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return s
-
-
 @pytest.mark.parametrize("loop", sorted(LOOPS))
-def test_keepalive_connection_moves_to_the_read_loop(origin, loop):
+def test_keepalive_connection_moves_to_the_read_loop(origin, http_conn, loop):
     async def body(rt: Any, port: int) -> None:
-        s = _open(port)
-        buf = bytearray()
-        assert (await _blocking(_get, s, buf, "/one")).endswith(b"GET /one")
+        conn = http_conn(port, timeout=15)
+        assert (await _blocking(_get, conn, "/one")).endswith(b"GET /one")
         assert len(_held(rt)) == 1, "the read loop did not take the connection"
         for i in range(20):
-            answer = await _blocking(_get, s, buf, f"/n{i}")
-            assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(f"GET /n{i}".encode())
+            assert (await _blocking(_get, conn, f"/n{i}")).endswith(f"GET /n{i}".encode())
         # A request sent a byte at a time is put together across reads.
         req = b"GET /slowly HTTP/1.1\r\nHost: t\r\n\r\n"
 
         def trickle() -> bytes:
             for i in range(len(req)):
-                s.send(req[i : i + 1])
-            return _read_response(s, buf)
+                conn.sock.send(req[i : i + 1])
+            return conn.read_response().body
 
         assert (await _blocking(trickle)).endswith(b"GET /slowly")
-        s.close()
+        conn.close()
 
     _run(origin, body, loop)
     assert len(origin.requests) == 22
 
 
-def test_connection_close_request_never_moves(origin):
+def test_connection_close_request_never_moves(origin, http_conn):
     async def body(rt: Any, port: int) -> int:
-        s = _open(port)
-        s.sendall(b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-        await _blocking(_read_response, s, bytearray())
+        conn = http_conn(port, timeout=15)
+        conn.request("GET", "/x", headers={"Connection": "close"})
+        assert (await _blocking(conn.read_response)).status == 200
         held = len(_held(rt))
-        s.close()
+        conn.close()
         return held
 
     assert _run(origin, body) == 0
 
 
 @pytest.mark.parametrize("loop", sorted(LOOPS))
-def test_pipelined_burst_pauses_and_resumes(origin, loop):
+def test_pipelined_burst_pauses_and_resumes(origin, http_conn, loop):
     """Over 64 KiB of pipelined requests: the connection is paused (taken
     out of the set) while they wait, and put back; every one is answered.
     If putting it back did not report the bytes already waiting, this
@@ -146,22 +118,21 @@ def test_pipelined_burst_pauses_and_resumes(origin, loop):
     pad = "p" * 300  # 300 KB in all: read in several rounds around the pauses
 
     async def body(rt: Any, port: int) -> list[bytes]:
-        s = _open(port)
-        buf = bytearray()
-        await _blocking(_get, s, buf, "/first")
-        await _blocking(_get, s, buf, "/second")
+        conn = http_conn(port, timeout=15)
+        await _blocking(_get, conn, "/first")
+        await _blocking(_get, conn, "/second")
         assert len(_held(rt)) == 1
 
         def burst() -> list[bytes]:
-            s.sendall(
+            conn.send(
                 b"".join(
                     f"GET /b{i}?{pad} HTTP/1.1\r\nHost: t\r\n\r\n".encode() for i in range(count)
                 )
             )
-            return [_read_response(s, buf) for _ in range(count)]
+            return [conn.read_response().body for _ in range(count)]
 
         answers = await _blocking(burst)
-        s.close()
+        conn.close()
         return answers
 
     answers = _run(origin, body, loop)
@@ -169,61 +140,58 @@ def test_pipelined_burst_pauses_and_resumes(origin, loop):
     assert all(a.endswith(f"GET /b{i}?{pad}".encode()) for i, a in enumerate(answers))
 
 
-def test_large_upload_on_a_moved_connection(origin):
+def test_large_upload_on_a_moved_connection(origin, http_conn):
     """8 MiB to an origin that reads at 16 MiB/s: the body is read in many
     rounds, paused whenever the upstream falls behind, and arrives whole."""
     size = 8 << 20
 
-    async def body(rt: Any, port: int) -> bytes:
-        s = _open(port)
-        buf = bytearray()
-        await _blocking(_get, s, buf, "/first")
-        await _blocking(_get, s, buf, "/second")
+    async def body(rt: Any, port: int) -> Any:
+        conn = http_conn(port, timeout=15)
+        await _blocking(_get, conn, "/first")
+        await _blocking(_get, conn, "/second")
         assert len(_held(rt)) == 1
 
-        def upload() -> bytes:
-            s.sendall(
+        def upload() -> Any:
+            conn.send(
                 f"POST /sink?rate=16 HTTP/1.1\r\nHost: t\r\nContent-Length: {size}\r\n\r\n".encode()
             )
             block = b"u" * 65536
             for _ in range(size // len(block)):
-                s.sendall(block)
-            return _read_response(s, buf)
+                conn.send(block)
+            return conn.read_response("POST")
 
         answer = await _blocking(upload)
-        s.close()
+        conn.close()
         return answer
 
     answer = _run(origin, body)
-    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
-    assert answer.endswith(str(size).encode())
+    assert answer.status == 200, answer
+    assert answer.body.endswith(str(size).encode())
 
 
-def test_half_close_while_waiting_still_gets_the_answer(origin):
-    async def body(rt: Any, port: int) -> tuple[bytes, bytes]:
-        s = _open(port)
-        buf = bytearray()
-        await _blocking(_get, s, buf, "/first")
-        await _blocking(_get, s, buf, "/second")
+def test_half_close_while_waiting_still_gets_the_answer(origin, http_conn):
+    async def body(rt: Any, port: int) -> tuple[Any, bool]:
+        conn = http_conn(port, timeout=15)
+        await _blocking(_get, conn, "/first")
+        await _blocking(_get, conn, "/second")
         assert len(_held(rt)) == 1
 
-        def half_close() -> tuple[bytes, bytes]:
-            s.sendall(b"GET /slow?delay=0.3 HTTP/1.1\r\nHost: t\r\n\r\n")
-            s.shutdown(socket.SHUT_WR)
-            answer = _read_response(s, buf)
-            rest = s.recv(100)  # then the proxy closes: EOF
-            return answer, rest
+        def half_close() -> tuple[Any, bool]:
+            conn.send(b"GET /slow?delay=0.3 HTTP/1.1\r\nHost: t\r\n\r\n")
+            conn.sock.shutdown(socket.SHUT_WR)
+            answer = conn.read_response()
+            return answer, conn.at_eof(5)  # then the proxy closes: EOF
 
         got = await _blocking(half_close)
-        s.close()
+        conn.close()
         return got
 
-    answer, rest = _run(origin, body)
-    assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"slow")
-    assert rest == b""
+    answer, eof = _run(origin, body)
+    assert answer.status == 200 and answer.body.endswith(b"slow")
+    assert eof
 
 
-def test_resets_and_closes_leave_nothing_behind(origin):
+def test_resets_and_closes_leave_nothing_behind(origin, http_conn):
     """Connections taken by the read loop and then reset, or closed, by the
     client: each leaves the set and is freed (the loop's reference is given
     back), and a connection that stays keeps being served throughout, though
@@ -234,21 +202,19 @@ def test_resets_and_closes_leave_nothing_behind(origin):
         return sum(type(o).__name__ == "ClientProtocol" for o in gc.get_objects())
 
     async def body(rt: Any, port: int) -> tuple[int, int, int]:
-        keeper = _open(port)
-        kbuf = bytearray()
-        await _blocking(_get, keeper, kbuf, "/keep")
-        await _blocking(_get, keeper, kbuf, "/keep2")
+        keeper = http_conn(port, timeout=15)
+        await _blocking(_get, keeper, "/keep")
+        await _blocking(_get, keeper, "/keep2")
         await asyncio.sleep(0)
         before = count_protocols()
         for i in range(60):
-            s = _open(port)
-            buf = bytearray()
-            await _blocking(_get, s, buf, f"/r{i}")
-            await _blocking(_get, s, buf, f"/r{i}b")
+            conn = http_conn(port, timeout=15)
+            await _blocking(_get, conn, f"/r{i}")
+            await _blocking(_get, conn, f"/r{i}b")
             if i % 2:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            s.close()  # a reset when SO_LINGER is 0, else a FIN
-            assert (await _blocking(_get, keeper, kbuf, f"/k{i}")).endswith(f"GET /k{i}".encode())
+                conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()  # a reset when SO_LINGER is 0, else a FIN
+            assert (await _blocking(_get, keeper, f"/k{i}")).endswith(f"GET /k{i}".encode())
         deadline = asyncio.get_running_loop().time() + 10
         while len(_clients(rt)) > 1 and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.02)
@@ -262,16 +228,13 @@ def test_resets_and_closes_leave_nothing_behind(origin):
     assert after == before, f"{after - before} client protocols were never freed"
 
 
-def test_stop_closes_moved_idle_connections(origin):
-    async def body(rt: Any, port: int) -> socket.socket:
-        s = _open(port)
-        buf = bytearray()
-        await _blocking(_get, s, buf, "/idle")
-        await _blocking(_get, s, buf, "/idle2")
+def test_stop_closes_moved_idle_connections(origin, http_conn):
+    async def body(rt: Any, port: int) -> Any:
+        conn = http_conn(port, timeout=15)
+        await _blocking(_get, conn, "/idle")
+        await _blocking(_get, conn, "/idle2")
         assert len(_held(rt)) == 1
-        return s  # the Proxy stops with it idle and held
+        return conn  # the Proxy stops with it idle and held
 
-    s = _run(origin, body)
-    s.settimeout(5)
-    assert s.recv(100) == b""  # closed by the stop, not left hanging
-    s.close()
+    conn = _run(origin, body)
+    assert conn.at_eof(5)  # closed by the stop, not left hanging
