@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import subprocess
 import sys
@@ -78,7 +79,12 @@ def test_counts_real_hits() -> None:
     """The whole tool against a real proxy under callgrind: every answer a
     HIT, and the count names the hit path."""
     if shutil.which("valgrind") is None:
-        pytest.fail("valgrind is not installed: apt-get install -y valgrind (.ci/run does)")
+        # as the fuzz test does with clang: skipped on a machine without it,
+        # but CI installs it, so there a missing valgrind is a failure
+        reason = "valgrind is not installed: apt-get install -y valgrind"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{reason} (CI=true: .ci/run installs it)")
+        pytest.skip(reason)
     out = subprocess.run(
         [sys.executable, str(TOOL), "--requests", "200", "--top", "60"],
         capture_output=True, text=True, timeout=600, cwd=ROOT,
