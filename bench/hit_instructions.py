@@ -12,22 +12,27 @@ What runs: an origin (asyncio, one cacheable response of --size bytes), an
 embedded fastproxy.Proxy with [cache] and access log off under
 `valgrind --tool=callgrind`, and a client in this process that sends --requests
 keep-alive GETs on one connection, one at a time, each of which must be a HIT.
-Counting starts after a warm-up (callgrind_control -z) and ends with a dump
-(callgrind_control -d), so it covers exactly those requests.  One request is in
-flight at a time, so each hit also pays a whole turn of the event loop (two
-epoll_wait calls); under wrk -c50 a turn serves about 3 requests.
+Counting covers only the read loop's callback (ReadLoop.ready, where a
+keep-alive hit runs from its read(2) to its answer) and starts after a warm-up
+(callgrind_control -z), ending with a dump (callgrind_control -d).  Left out:
+the event loop's turn around the callback (uvloop, epoll_pwait, the GIL: about
+1,600 instructions per turn, which under wrk -c50 serves about 3 hits) and
+timers, whose share would grow with the wall time valgrind stretches.  So the
+count per hit does not depend on --requests.
 
     python3 bench/hit_instructions.py [--size 100] [--requests 2000] [--top 25]
                                       [--json FILE]
 
-Needs valgrind (apt-get install -y valgrind).  Takes about a minute.
+Needs valgrind (apt-get install -y valgrind).  Takes 10-20 s.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -37,10 +42,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vs_nginx import procinfo  # noqa: E402  (fastproxy/procinfo.py, loaded by path)
-
-ORIGIN_PORT = 18781
-PROXY_PORT = 18782
+# fastproxy/procinfo.py, loaded by path, and a free loopback port
+from vs_nginx import free_port, procinfo  # noqa: E402
 
 ORIGIN = r"""
 import asyncio, sys
@@ -75,6 +78,16 @@ fastproxy.Proxy(cfg).run()
 """
 
 
+TOOLS = ("valgrind", "callgrind_control")
+
+# Count only inside the read loop's callback (its Python-facing wrapper, so
+# the toggle is not undone by the implementation it calls): every
+# instruction of a keep-alive hit from read(2) to the answer sent, and none
+# of the loop turn around it or of timers, whose share would grow with the
+# wall time valgrind stretches.
+COLLECT_IN = "__pyx_pw_*ReadLoop*ready"
+
+
 class Cost(NamedTuple):
     ir: int
     function: str
@@ -82,14 +95,20 @@ class Cost(NamedTuple):
 
 
 def parse_callgrind(text: str) -> tuple[int, list[Cost]]:
-    """The summary and the self cost of every function in a callgrind output
-    file with the single event Ir (the format: valgrind's "Callgrind Format
-    Specification"), largest first.  A cost line after `calls=` is the call's
-    inclusive cost and belongs to the callee, so it is skipped."""
+    """The self cost of every function in a callgrind output file recording
+    the one event Ir (the format: valgrind's "Callgrind Format
+    Specification"), largest first, and their sum.
+
+    A cost line after `calls=` is the call's inclusive cost, the callee's, so
+    it is skipped, as is the position line after `jump=`/`jcnd=`.  Recursion
+    levels (callgrind's "name'2") count as their function.  The sum must equal
+    the file's `totals:`; its `summary:` is not used, since callgrind 3.19
+    writes there the inclusive cost of main's call chain, which differs."""
     names: dict[tuple[str, str], str] = {}
-    total = 0
+    npos = 1
+    totals: int | None = None
     obj = fn = "?"
-    after_calls = False
+    skip_next = False
     self_ir: dict[tuple[str, str], int] = defaultdict(int)
 
     def name(kind: str, value: str) -> str:
@@ -104,32 +123,43 @@ def parse_callgrind(text: str) -> tuple[int, list[Cost]]:
     for line in text.splitlines():
         if not line or line.startswith("#"):
             continue
-        if after_calls:
-            after_calls = False
+        if skip_next:
+            skip_next = False
             continue
         head = line[0]
         if head.isdigit() or head in "+-*":
             parts = line.split()
-            if len(parts) >= 2:
-                self_ir[(obj, fn)] += int(parts[-1])
+            if len(parts) > npos:
+                self_ir[(obj, fn)] += int(parts[npos])
             continue
         key, sep, value = line.partition("=")
         if sep:
             if key == "ob":
                 obj = name("ob", value)
             elif key == "fn":
-                fn = name("fn", value)
+                fn = re.sub(r"'\d+$", "", name("fn", value))
             elif key == "cob":
                 name("ob", value)
             elif key == "cfn":
                 name("fn", value)
             elif key in ("fl", "fi", "fe", "cfi", "cfl"):
                 name("fl", value)
-            elif key == "calls":
-                after_calls = True
-        elif line.startswith("summary:"):
-            total = int(line.split()[1])
-    costs = [Cost(ir, f, Path(o).name) for (o, f), ir in self_ir.items() if ir]
+            elif key in ("calls", "jump", "jcnd"):
+                skip_next = True
+        elif line.startswith("events:"):
+            if line.split()[1:] != ["Ir"]:
+                raise ValueError(f"expected the one event Ir, got {line!r}")
+        elif line.startswith("positions:"):
+            npos = len(line.split()) - 1
+        elif line.startswith("totals:"):
+            totals = int(line.split()[1])
+    total = sum(self_ir.values())
+    if totals is not None and totals != total:
+        raise ValueError(f"self costs add up to {total}, the file's totals to {totals}")
+    merged: dict[tuple[str, str], int] = defaultdict(int)
+    for (o, f), ir in self_ir.items():
+        merged[(Path(o).name, f)] += ir
+    costs = [Cost(ir, f, o) for (o, f), ir in merged.items() if ir]
     costs.sort(key=lambda c: -c.ir)
     return total, costs
 
@@ -167,40 +197,80 @@ def hit(sock: socket.socket, request: bytes, size: int) -> None:
         raise RuntimeError("not a cache hit")
 
 
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def control(pid: int, command: str, log: Path) -> None:
+    """callgrind_control -z (zero) or -d (dump) on the proxy, bounded in time."""
+    done = subprocess.run(
+        ["callgrind_control", command, str(pid)], capture_output=True, text=True, timeout=120
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"callgrind_control {command} failed:\n{done.stdout}{done.stderr}{tail(log)}"
+        )
+
+
 def measure(size: int, requests: int, out_dir: Path) -> tuple[int, list[Cost]]:
     out = out_dir / "callgrind.out"
-    origin = subprocess.Popen(
-        [sys.executable, "-c", ORIGIN, str(ORIGIN_PORT), str(size)], stdin=subprocess.DEVNULL
-    )
-    proxy = subprocess.Popen(
-        [
-            "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-            sys.executable, "-c", PROXY, str(PROXY_PORT), str(ORIGIN_PORT),
-        ],
-        stdin=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    log = out_dir / "proxy.log"  # valgrind's and the proxy's stderr
+    origin_port, proxy_port = free_port(), free_port()
+    procs: list[subprocess.Popen[bytes]] = []
     try:
-        procinfo.wait_port("127.0.0.1", ORIGIN_PORT, proc=origin)
-        procinfo.wait_port("127.0.0.1", PROXY_PORT, timeout=300, proc=proxy)
-        request = f"GET /hit HTTP/1.1\r\nHost: 127.0.0.1:{PROXY_PORT}\r\n\r\n".encode()
-        with socket.create_connection(("127.0.0.1", PROXY_PORT), timeout=60) as sock:
+        origin = subprocess.Popen(
+            [sys.executable, "-c", ORIGIN, str(origin_port), str(size)],
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        procs.append(origin)
+        with open(log, "wb") as err:
+            proxy = subprocess.Popen(
+                [
+                    "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                    "--collect-atstart=no", f"--toggle-collect={COLLECT_IN}",
+                    sys.executable, "-c", PROXY, str(proxy_port), str(origin_port),
+                ],
+                stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True,
+            )  # fmt: skip
+        procs.append(proxy)
+        procinfo.wait_port("127.0.0.1", origin_port, proc=origin)
+        try:
+            procinfo.wait_port("127.0.0.1", proxy_port, timeout=300, proc=proxy)
+        except (RuntimeError, TimeoutError) as exc:
+            raise RuntimeError(
+                f"the proxy under valgrind did not start: {exc}\n{tail(log)}"
+            ) from exc
+        request = f"GET /hit HTTP/1.1\r\nHost: 127.0.0.1:{proxy_port}\r\n\r\n".encode()
+        with socket.create_connection(("127.0.0.1", proxy_port), timeout=60) as sock:
             exchange(sock, request, size)  # the miss that stores it
             for _ in range(20):  # warm-up hits, not counted
                 hit(sock, request, size)
-            subprocess.run(["callgrind_control", "-z", str(proxy.pid)], check=True,
-                           capture_output=True)  # fmt: skip
+            control(proxy.pid, "-z", log)
             for _ in range(requests):
                 hit(sock, request, size)
-            subprocess.run(["callgrind_control", "-d", str(proxy.pid)], check=True,
-                           capture_output=True)  # fmt: skip
+            control(proxy.pid, "-d", log)
         dumps = sorted(out_dir.glob("callgrind.out.*"))
         if not dumps:
             raise RuntimeError("callgrind wrote no dump")
-        return parse_callgrind(dumps[0].read_text())
+        total, costs = parse_callgrind(dumps[0].read_text())
+        if total < requests * 100:
+            raise RuntimeError(f"almost nothing counted in {COLLECT_IN}: renamed by Cython?")
+        return total, costs
     finally:
-        procinfo.stop_process(proxy, timeout=60)
-        procinfo.stop_process(origin)
+        for p in reversed(procs):
+            procinfo.stop_process(p, timeout=60)
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C, so the finally clauses stop what was started."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def main() -> int:
@@ -212,14 +282,15 @@ def main() -> int:
     args = ap.parse_args()
     if args.requests < 1 or args.size < 0:
         ap.error("--requests must be at least 1 and --size not negative")
-    if missing := [t for t in ("valgrind", "callgrind_control") if shutil.which(t) is None]:
+    if missing := [t for t in TOOLS if shutil.which(t) is None]:
         print(f"needs {', '.join(missing)}: apt-get install -y valgrind", file=sys.stderr)
         return 2
+    stop_on_sigterm()
     with tempfile.TemporaryDirectory() as tmp:
         total, costs = measure(args.size, args.requests, Path(tmp))
     n = args.requests
     print(f"# instructions per cache hit, {args.size} B body, {n} hits on one connection")
-    print(f"\ntotal: {total / n:,.0f} Ir per hit (user space, callgrind)\n")
+    print(f"\ntotal: {total / n:,.0f} Ir per hit (user space, in ReadLoop.ready)\n")
     print("| object | Ir per hit | share |")
     print("|---|---:|---:|")
     for obj, ir in by_object(costs):
