@@ -8,7 +8,7 @@ gives the same count, run after run.  It leaves out the kernel (about 85 % of a
 hit's CPU, the same for any server: see uvloop_floor.py) and says nothing of
 cache misses, so use it to compare builds of fastproxy, not servers.
 
-What runs: an origin (asyncio, one cacheable response of --size bytes), an
+What runs: an origin (one cacheable response of --size bytes), an
 embedded fastproxy.Proxy with [cache] and access log off under
 `valgrind --tool=callgrind`, and a client in this process that sends --requests
 keep-alive GETs on one connection, one at a time, each of which must be a HIT.
@@ -42,28 +42,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-# fastproxy/procinfo.py, loaded by path, and a free loopback port
-from vs_nginx import free_port, procinfo  # noqa: E402
+# fastproxy/procinfo.py (loaded by path), a free loopback port, a log's tail
+from uvloop_floor import SERVER  # noqa: E402
+from vs_nginx import _tail, free_port, procinfo  # noqa: E402
 
-ORIGIN = r"""
-import asyncio, sys
-size = int(sys.argv[2])
-RESP = (b"HTTP/1.1 200 OK\r\nCache-Control: max-age=3600\r\nContent-Type: text/plain\r\n"
-        b"Content-Length: %d\r\n\r\n" % size) + b"x" * size
-
-class Origin(asyncio.Protocol):
-    def connection_made(self, transport):
-        self.transport = transport
-
-    def data_received(self, data):
-        self.transport.write(RESP * data.count(b"\r\n\r\n"))
-
-async def main():
-    server = await asyncio.get_running_loop().create_server(Origin, "127.0.0.1", int(sys.argv[1]))
-    await server.serve_forever()
-
-asyncio.run(main())
-"""
+# the origin: uvloop_floor.py's fixed-response server with these fields
+ORIGIN_FIELDS = "Cache-Control: max-age=3600\r\nContent-Type: text/plain\r\n"
 
 PROXY = r"""
 import sys, fastproxy
@@ -197,13 +181,6 @@ def hit(sock: socket.socket, request: bytes, size: int) -> None:
         raise RuntimeError("not a cache hit")
 
 
-def tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
 def control(pid: int, command: str, log: Path) -> None:
     """callgrind_control -z (zero) or -d (dump) on the proxy, bounded in time."""
     done = subprocess.run(
@@ -211,7 +188,7 @@ def control(pid: int, command: str, log: Path) -> None:
     )
     if done.returncode != 0:
         raise RuntimeError(
-            f"callgrind_control {command} failed:\n{done.stdout}{done.stderr}{tail(log)}"
+            f"callgrind_control {command} failed:\n{done.stdout}{done.stderr}{_tail(log)}"
         )
 
 
@@ -222,7 +199,7 @@ def measure(size: int, requests: int, out_dir: Path) -> tuple[int, list[Cost]]:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         origin = subprocess.Popen(
-            [sys.executable, "-c", ORIGIN, str(origin_port), str(size)],
+            [sys.executable, "-c", SERVER, str(origin_port), str(size), ORIGIN_FIELDS],
             stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
         procs.append(origin)
@@ -241,7 +218,7 @@ def measure(size: int, requests: int, out_dir: Path) -> tuple[int, list[Cost]]:
             procinfo.wait_port("127.0.0.1", proxy_port, timeout=300, proc=proxy)
         except (RuntimeError, TimeoutError) as exc:
             raise RuntimeError(
-                f"the proxy under valgrind did not start: {exc}\n{tail(log)}"
+                f"the proxy under valgrind did not start: {exc}\n{_tail(log)}"
             ) from exc
         request = f"GET /hit HTTP/1.1\r\nHost: 127.0.0.1:{proxy_port}\r\n\r\n".encode()
         with socket.create_connection(("127.0.0.1", proxy_port), timeout=60) as sock:

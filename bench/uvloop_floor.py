@@ -36,10 +36,14 @@ from vs_nginx import parse_wrk_output, procinfo, wrk_command  # noqa: E402
 
 PORT = 18771
 
+# A fixed-response server on uvloop: PORT SIZE [HEAD FIELDS, each ending in
+# CRLF].  Also the origin of bench/hit_instructions.py.
 SERVER = r"""
 import asyncio, sys, uvloop
 size = int(sys.argv[2])
-RESP = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nAge: 0\r\nX-Cache: HIT\r\n"
+FLOOR = "Content-Type: text/plain\r\nAge: 0\r\nX-Cache: HIT\r\n"
+fields = sys.argv[3] if len(sys.argv) > 3 else FLOOR
+RESP = (b"HTTP/1.1 200 OK\r\n" + fields.encode() +
         b"Content-Length: %d\r\n\r\n" % size) + b"x" * size
 
 class Fixed(asyncio.Protocol):
