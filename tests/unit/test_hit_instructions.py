@@ -117,9 +117,13 @@ def test_counts_real_hits(tmp_path: Path) -> None:
     try:
         stdout, stderr = proc.communicate(timeout=600)
     finally:
-        if proc.poll() is None:  # timed out: the tool and its children go together
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        if proc.poll() is None:  # timed out: the tool stops its children on SIGTERM
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(180)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
     assert proc.returncode == 0, stderr
     total = next(line for line in stdout.splitlines() if line.startswith("total: "))
     per_hit = int(total.split()[1].replace(",", ""))
