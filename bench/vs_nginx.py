@@ -816,21 +816,45 @@ def _ratio(a: float | None, b: float | None) -> str:
     return "-" if not a or not b else f"{a / b:.2f}"
 
 
+def column_label(m: Mapping[str, Any]) -> tuple[str, str, str | None]:
+    """What ran in fastproxy's place: (table label, chart label, warning for the top
+    of the report, or None when it was fastproxy)."""
+    if m["standin"]:
+        return (
+            "fastproxy*",
+            "fastproxy (stand-in: nginx)",
+            '**HARNESS VALIDATION RUN: the "fastproxy" column is NOT fastproxy but a'
+            f" stand-in (`{m['fastproxy_cmd']}`, an nginx proxy configured exactly like the"
+            " nginx column). Ratios should be ~1.00; the spread shows the noise floor.**",
+        )
+    if m.get("floor"):
+        return (
+            "floor",
+            "C floor (bench/c/epoll_floor.c)",
+            "**FLOOR RUN: the first column is NOT fastproxy but bench/c/epoll_floor.c, a C"
+            " epoll server answering each read with the scenario's response, without"
+            " parsing: the least any server can spend per request on this machine. A"
+            " target ratio below floor/nginx cannot be met by a server that reads and"
+            " sends once per request.**",
+        )
+    if m.get("fastproxy_version") == "(custom command)":
+        return (
+            "fastproxy*",
+            "custom command",
+            f'**The "fastproxy*" column is the command `{m["fastproxy_cmd"]}`.**',
+        )
+    return "fastproxy", "fastproxy", None
+
+
 def results_markdown(res: dict[str, Any]) -> str:
     m = res["meta"]
-    fp_label = "fastproxy"
+    fp_label, _, banner = column_label(m)
     lines = [
         f"# fastproxy vs nginx, end to end ({m['date'][:10]})",
         "",
     ]
-    if m["standin"]:
-        fp_label = "fastproxy*"
-        lines += [
-            '**HARNESS VALIDATION RUN: the "fastproxy" column is NOT fastproxy but a'
-            f" stand-in (`{m['fastproxy_cmd']}`, an nginx proxy configured exactly like the"
-            " nginx column). Ratios should be ~1.00; the spread shows the noise floor.**",
-            "",
-        ]
+    if banner:
+        lines += [banner, ""]
     lines += [
         f"- machine: {m['cpu_model']}, {m['cpus']} CPUs, Linux {m['kernel']}; other"
         f" processes used {m.get('background_cpu_pct_before', 0):.0f} % of a core just before"
@@ -970,7 +994,7 @@ def write_chart(res: dict[str, Any], path: Path) -> bool:
     if not scs:
         return False
     labels = [f"{sc['name']}\nw={sc['workers']}" for sc in scs]
-    fp_label = "fastproxy (stand-in: nginx)" if m["standin"] else "fastproxy"
+    fp_label = column_label(m)[1]
     series = [("fastproxy", fp_label, "#1f77b4"), ("nginx", "nginx", "#2ca02c")]
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(max(8, 1.1 * len(scs) + 3), 9))
     width = 0.38
@@ -1088,9 +1112,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--out", default=str(HERE / "results"), help="output dir (bench/results)")
     # Harness validation / development: the command that runs "fastproxy"; {config} is
-    # the TOML path.  The value "nginx" stands in a second nginx proxy configured like
-    # the nginx one, to prove the harness before fastproxy runs.
+    # the TOML path, {port} the port to listen on, {size} the scenario's body size.
+    # The value "nginx" stands in a second nginx proxy configured like the nginx one,
+    # to prove the harness before fastproxy runs.
     ap.add_argument("--fastproxy-cmd", help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--floor",
+        action="store_true",
+        help="run the C floor (bench/c/epoll_floor.c, built with gcc) in fastproxy's place:"
+        " what nginx costs against the least any server spends (1 worker, GET scenarios)",
+    )
     ap.add_argument("--keep-tmp", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument(
         "--replot",
@@ -1114,7 +1145,39 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         ap.error("--workers must be >= 1")
     if min(args.rounds, args.duration, args.threads, args.connections) < 1 or args.warmup < 0:
         ap.error("--rounds, --duration, --threads, --connections must be >= 1")
+    if args.floor:
+        if args.fastproxy_cmd:
+            ap.error("--floor and --fastproxy-cmd both name what runs in fastproxy's place")
+        if args.worker_counts != [1]:
+            ap.error("--floor is one process: it takes --workers 1")
+        unfit = [s.name for s in args.scenario_list if not floor_fits(s)]
+        if unfit:
+            ap.error(f"--floor answers plain keep-alive GETs of up to 16 KiB, not {unfit}")
     return args
+
+
+def floor_fits(s: Scenario) -> bool:
+    """The floor answers every read with one fixed response, in one call that must
+    fit the socket: plain keep-alive GETs with a known body of up to 16 KiB."""
+    return (
+        s.method == "GET"
+        and not s.body_len
+        and not s.wrk_headers
+        and s.lua is None
+        and not s.tls
+        and s.identity_len is None
+        and not s.fastproxy_only
+        and s.expect_status == 200
+        and s.expect_len is not None
+        and s.expect_len <= 16 << 10
+    )
+
+
+def build_floor(into: Path) -> str:
+    """bench/c/epoll_floor.c built into `into`: the --fastproxy-cmd of a floor run."""
+    binary = into / "epoll_floor"
+    subprocess.run(["gcc", "-O2", "-o", str(binary), str(HERE / "c" / "epoll_floor.c")], check=True)
+    return f"{binary} {{port}} {{size}}"
 
 
 @contextlib.contextmanager
@@ -1152,6 +1215,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if shutil.which("wrk") is None or nginx_bin is None:
         print(INSTALL_HINT)
         return 2
+    if args.floor and shutil.which("gcc") is None:
+        print("--floor builds bench/c/epoll_floor.c: apt-get install -y gcc")
+        return 2
     NGINX = nginx_bin
     cpus = sorted(os.sched_getaffinity(0))
     n_cpus = len(cpus)
@@ -1163,7 +1229,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _sigterm)
     out = Path(args.out)
     started = dt.datetime.now().astimezone()
-    if standin:
+    tmp = Path(tempfile.mkdtemp(prefix="fastproxy-vs-nginx-"))
+    os.chmod(tmp, 0o755)  # nginx workers may run as another user
+    if args.floor:
+        try:
+            args.fastproxy_cmd = build_floor(tmp)
+        except subprocess.CalledProcessError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            print(f"building bench/c/epoll_floor.c failed: {exc}", file=sys.stderr)
+            return 2
+        fp_version = "(C floor: bench/c/epoll_floor.c)"
+    elif standin:
         fp_version = "(nginx stand-in)"
     elif args.fastproxy_cmd:
         fp_version = "(custom command)"
@@ -1181,6 +1257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "fastproxy_version": fp_version,
             "fastproxy_cmd": args.fastproxy_cmd or "python3 -m fastproxy run -c {config}",
             "standin": standin,
+            "floor": args.floor,
             "command": shlex.join(["python3", "bench/vs_nginx.py", *(argv or sys.argv[1:])]),
             "threads": args.threads,
             "connections": args.connections,
@@ -1203,8 +1280,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             " by other processes); results will be noisy",
             file=sys.stderr,
         )
-    tmp = Path(tempfile.mkdtemp(prefix="fastproxy-vs-nginx-"))
-    os.chmod(tmp, 0o755)  # nginx workers may run as another user
     total = len(worker_counts) * len(args.scenario_list)
     progress = Progress(total)
     failed = 0
@@ -1286,6 +1361,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1 if failed else 0
 
 
+def fill(arg: str, fields: Mapping[str, str]) -> str:
+    for key, value in fields.items():
+        arg = arg.replace(key, value)
+    return arg
+
+
 def run_scenario(
     sink: list[dict[str, Any]],
     s: Scenario,
@@ -1333,7 +1414,8 @@ def run_scenario(
             conf.write_text(nginx_proxy_conf(prefix, "standin", fp_port, origin_port, workers, s))
             fp_cmd = nginx_cmd(conf, prefix)
         elif args.fastproxy_cmd:
-            fp_cmd = [a.replace("{config}", str(fp_toml)) for a in shlex.split(args.fastproxy_cmd)]
+            fields = {"{config}": str(fp_toml), "{port}": str(fp_port), "{size}": str(s.expect_len)}
+            fp_cmd = [fill(a, fields) for a in shlex.split(args.fastproxy_cmd)]
         else:
             fp_cmd = [sys.executable, "-m", "fastproxy", "run", "-c", str(fp_toml)]
         proxies.append(
