@@ -21,6 +21,9 @@ log = logging.getLogger("fastproxy")
 
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(message)s"
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc <malloc.h>, mallopt(3)
+HEAP_KEEP = 32 << 20  # free memory at the heap's top kept for reuse
+HEAP_MMAP_FROM = 4 << 20  # blocks this large and up are mmap()ed, below from the heap
 
 
 def use_pid_log_format() -> None:
@@ -36,6 +39,21 @@ def stop_with_parent(master: int) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
     if os.getppid() != master:  # the master died before prctl took effect
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+def keep_freed_memory() -> None:
+    """Let glibc keep freed heap memory for the next allocation instead of handing
+    it back to the kernel at once.  Every compressed response makes a compressor
+    (zlib's is about 270 KiB of state in 64 KiB blocks) and frees it; with glibc's
+    own thresholds, responses finishing together freed more than it keeps, so
+    under load each came back as fresh pages, zero-filled by page faults: about
+    25 per 16 KiB gzip response, and a quarter fewer responses per second.
+    Setting one threshold ends glibc's adjustment of both, hence both.  Nothing
+    to do where mallopt() is missing."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None)
+        libc.mallopt(_M_MMAP_THRESHOLD, HEAP_MMAP_FROM)
+        libc.mallopt(_M_TRIM_THRESHOLD, HEAP_KEEP)
 
 
 Stats = tuple[StatsRegion, int, StatsIndex]
@@ -62,6 +80,7 @@ def worker_main(
             log.warning("cannot pin worker to CPU %d: %s", cpu, exc.strerror)
     setup_error_log(config.log.error, config.log.level)
     use_pid_log_format()
+    keep_freed_memory()
     if stats is not None:
         stats[0].set_pid(stats[1], os.getpid())
     if cache is not None:
