@@ -208,7 +208,7 @@ cdef class ClientProtocol(Conn):
                 return
             elif self.state == C_TUNNEL:
                 if self.end > self.start and self.up is not None:
-                    self.up.twrite(PyBytes_FromStringAndSize(
+                    self.up.send(PyBytes_FromStringAndSize(
                         self.buf + self.start, self.end - self.start))
                     self.start = self.end
                     self.consumed_all()
@@ -479,7 +479,7 @@ cdef class ClientProtocol(Conn):
         self.connecting = False
         self.up = up
         up.begin(self, reused)
-        up.twrite(self.pending)
+        up.send(self.pending)
         if not self.can_retry:
             self.pending = None
         if self.write_paused:
@@ -498,7 +498,7 @@ cdef class ClientProtocol(Conn):
         if rc < 0:
             return
         if self.wb.len:
-            self.up.twrite(PyBytes_FromStringAndSize(self.wb.data, self.wb.len))
+            self.up.send(PyBytes_FromStringAndSize(self.wb.data, self.wb.len))
         if self.reading_paused and not self.up.write_paused:
             self.resume_reading()       # paused while connecting; the body can flow now
         if rc == 1:

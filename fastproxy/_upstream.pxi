@@ -23,12 +23,15 @@ cdef class UpstreamProtocol(Conn):
     cdef Transform tx           # compression of the body in progress, or None
     cdef size_t cmark           # out[cmark:] is body not yet given to the cache store
     cdef bint cdiscard          # the client got a stale response instead: drop this body
+    cdef int ufd                # the socket, for send(); -1: TLS or not known
+    cdef bint uq_maybe          # the transport may hold queued bytes (ufd writes wait)
 
     def __cinit__(self, *args, **kwargs):
         self.head.headers = self.slots
         self.head.max_slots = SLOTS
 
     def __init__(self, Runtime rt, Server server, Upstream upstream):
+        self.ufd = -1
         # Responses are read into a 64 KiB buffer: a 16 KiB body and its
         # head arrive in one read instead of two (few upstream connections,
         # so the memory is small).
@@ -44,6 +47,8 @@ cdef class UpstreamProtocol(Conn):
     def connection_made(self, transport):
         self.transport = transport
         self.twrite = transport.write
+        if self.server.ssl is None:
+            self.ufd = self.tfd     # told by the loop's transport table (_uvtransports)
         self.server.active += 1
         self.rt.conns.add(self)
         self.rt.st.upstream_active += 1
@@ -125,6 +130,20 @@ cdef class UpstreamProtocol(Conn):
         self.rt.st.servers[self.server.stats_index].requests += 1
         self.tkind = T_READ
         self.deadline = monotonic() + self.upstream.read_timeout
+
+    cdef send(self, bytes data):
+        """Write data to the server: straight to the socket when the transport
+        has nothing queued (no transport call), what the socket does not take
+        through the transport, which also reports any error."""
+        cdef size_t n = len(data), sent = 0
+        if self.ufd >= 0 and not self.closed and self.state != U_CLOSED:
+            if self.uq_maybe and not self.transport.get_write_buffer_size():
+                self.uq_maybe = False
+            if not self.uq_maybe:
+                sent = fp_sock_send(self.ufd, data, n, NULL, 0, 0)
+        if sent < n:
+            self.uq_maybe = True
+            self.twrite(data[sent:] if sent else data)
 
     cdef client_gone(self):
         """The client vanished mid-exchange: this connection is not reusable."""
