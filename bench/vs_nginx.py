@@ -827,7 +827,7 @@ def column_label(m: Mapping[str, Any]) -> tuple[str, str, str | None]:
             f" stand-in (`{m['fastproxy_cmd']}`, an nginx proxy configured exactly like the"
             " nginx column). Ratios should be ~1.00; the spread shows the noise floor.**",
         )
-    if m.get("floor"):
+    if m.get("floor") or str(m.get("fastproxy_version")).startswith("(C floor"):
         return (
             "floor",
             "C floor (bench/c/epoll_floor.c)",
@@ -1098,8 +1098,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true", help="3 s rounds, 2 rounds per proxy")
     ap.add_argument(
         "--scenarios",
-        default=",".join(SCENARIOS),
-        help=f"comma-separated subset of: {', '.join(SCENARIOS)}",
+        help=f"comma-separated subset of: {', '.join(SCENARIOS)} (default: all; with"
+        " --floor: those it fits)",
     )
     ap.add_argument("--rounds", type=int, help="rounds per proxy (default 3, --quick 2)")
     ap.add_argument("--duration", type=int, help="seconds per round (default 10, --quick 3)")
@@ -1132,6 +1132,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.rounds = args.rounds or (2 if args.quick else 3)
     args.duration = args.duration or (3 if args.quick else 10)
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
+    if args.floor and args.workers is None:
+        args.workers = "1"
+    if args.scenarios is None:
+        args.scenarios = ",".join(
+            n for n, s in SCENARIOS.items() if not args.floor or floor_fits(s)
+        )
     names = [n.strip() for n in args.scenarios.split(",") if n.strip()]
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown or not names:
@@ -1173,11 +1179,14 @@ def floor_fits(s: Scenario) -> bool:
     )
 
 
+FLOOR_CMD = "epoll_floor {port} {size}"  # built from bench/c/epoll_floor.c per run
+
+
 def build_floor(into: Path) -> str:
     """bench/c/epoll_floor.c built into `into`: the --fastproxy-cmd of a floor run."""
     binary = into / "epoll_floor"
     subprocess.run(["gcc", "-O2", "-o", str(binary), str(HERE / "c" / "epoll_floor.c")], check=True)
-    return f"{binary} {{port}} {{size}}"
+    return f"{binary} {FLOOR_CMD.split(' ', 1)[1]}"
 
 
 @contextlib.contextmanager
@@ -1229,15 +1238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _sigterm)
     out = Path(args.out)
     started = dt.datetime.now().astimezone()
-    tmp = Path(tempfile.mkdtemp(prefix="fastproxy-vs-nginx-"))
-    os.chmod(tmp, 0o755)  # nginx workers may run as another user
     if args.floor:
-        try:
-            args.fastproxy_cmd = build_floor(tmp)
-        except subprocess.CalledProcessError as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
-            print(f"building bench/c/epoll_floor.c failed: {exc}", file=sys.stderr)
-            return 2
         fp_version = "(C floor: bench/c/epoll_floor.c)"
     elif standin:
         fp_version = "(nginx stand-in)"
@@ -1255,7 +1256,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "nginx_version": _first_line([nginx_bin, "-v"]),
             "wrk_version": _first_line(["wrk", "-v"]),
             "fastproxy_version": fp_version,
-            "fastproxy_cmd": args.fastproxy_cmd or "python3 -m fastproxy run -c {config}",
+            "fastproxy_cmd": FLOOR_CMD
+            if args.floor
+            else args.fastproxy_cmd or "python3 -m fastproxy run -c {config}",
             "standin": standin,
             "floor": args.floor,
             "command": shlex.join(["python3", "bench/vs_nginx.py", *(argv or sys.argv[1:])]),
@@ -1280,11 +1283,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             " by other processes); results will be noisy",
             file=sys.stderr,
         )
+    tmp = Path(tempfile.mkdtemp(prefix="fastproxy-vs-nginx-"))
+    os.chmod(tmp, 0o755)  # nginx workers may run as another user
     total = len(worker_counts) * len(args.scenario_list)
     progress = Progress(total)
     failed = 0
     interrupted = False
     try:
+        if args.floor:
+            try:
+                args.fastproxy_cmd = build_floor(tmp)
+            except (OSError, subprocess.CalledProcessError) as exc:
+                raise SystemExit(f"building bench/c/epoll_floor.c failed: {exc}") from None
         www = tmp / "www"
         www.mkdir()
         os.chmod(www, 0o755)

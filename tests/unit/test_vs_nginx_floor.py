@@ -61,6 +61,15 @@ def test_floor_refuses_what_it_cannot_stand_in_for(
     assert message in capsys.readouterr().err
 
 
+def test_floor_defaults_to_one_worker_and_the_scenarios_it_fits(vs: ModuleType) -> None:
+    args = vs.parse_args(["--floor"])
+    assert args.worker_counts == [1]
+    names = {s.name for s in args.scenario_list}
+    assert {"ka_100b", "cache_100b", "cache_16k"} <= names
+    assert all(vs.floor_fits(s) for s in args.scenario_list)
+    assert len(vs.parse_args([]).scenario_list) == len(vs.SCENARIOS)  # without: all
+
+
 def _meta(**over: Any) -> dict[str, Any]:
     meta = {
         "date": "2026-11-28T12:00:00+00:00",
@@ -91,6 +100,10 @@ def test_a_floor_run_is_labelled_as_one(vs: ModuleType) -> None:
     text = vs.results_markdown(res)
     assert "FLOOR RUN" in text and "Ratios floor/nginx" in text
     assert vs.column_label(_meta(floor=False, fastproxy_version="x"))[0] == "fastproxy"
+    # a results.json from before the "floor" key still says what ran
+    old = _meta()
+    del old["floor"]
+    assert vs.column_label(old)[0] == "floor"
     custom = vs.column_label(_meta(floor=False, fastproxy_version="(custom command)"))
     assert custom[0] == "fastproxy*" and "epoll_floor" in (custom[2] or "")
 
