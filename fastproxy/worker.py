@@ -24,6 +24,7 @@ _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc <malloc.h>, mallopt(3)
 HEAP_KEEP = 32 << 20  # free memory at the heap's top kept for reuse
 HEAP_MMAP_FROM = 4 << 20  # blocks this large and up are mmap()ed, below from the heap
+MALLOC_ENV = {"MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_"}
 
 
 def use_pid_log_format() -> None:
@@ -41,19 +42,26 @@ def stop_with_parent(master: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def keep_freed_memory() -> None:
+def keep_freed_memory() -> bool:
     """Let glibc keep freed heap memory for the next allocation instead of handing
     it back to the kernel at once.  Every compressed response makes a compressor
     (zlib's is about 270 KiB of state in 64 KiB blocks) and frees it; with glibc's
     own thresholds, responses finishing together freed more than it keeps, so
     under load each came back as fresh pages, zero-filled by page faults: about
     25 per 16 KiB gzip response, and a quarter fewer responses per second.
-    Setting one threshold ends glibc's adjustment of both, hence both.  Nothing
-    to do where mallopt() is missing."""
+    Setting one threshold ends glibc's adjustment of both, hence both.  The
+    price: up to HEAP_KEEP more resident memory per worker.  Left alone when the
+    environment sets malloc's thresholds itself, or where mallopt() is missing.
+    True: both set."""
+    if MALLOC_ENV & os.environ.keys() or "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""):
+        return False
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None)
-        libc.mallopt(_M_MMAP_THRESHOLD, HEAP_MMAP_FROM)
-        libc.mallopt(_M_TRIM_THRESHOLD, HEAP_KEEP)
+        return (
+            libc.mallopt(_M_MMAP_THRESHOLD, HEAP_MMAP_FROM) == 1
+            and libc.mallopt(_M_TRIM_THRESHOLD, HEAP_KEEP) == 1
+        )
+    return False
 
 
 Stats = tuple[StatsRegion, int, StatsIndex]
