@@ -592,23 +592,36 @@ cdef class ClientProtocol(Conn):
         return self.sfd
 
     cdef send(self, const char *p, size_t n, bint fin_next):
-        """Write p[:n] to the client: straight to the socket when the
-        transport has nothing queued (no bytes object, no transport call),
+        self.send2(p, n, NULL, 0, fin_next)
+
+    cdef send2(self, const char *p, size_t n, const char *q, size_t m, bint fin_next):
+        """Write p[:n] then q[:m] to the client: straight to the socket when
+        the transport has nothing queued (no bytes object, no transport call),
         what the socket does not take through the transport (which also
         reports any error).  fin_next: see fin_follows()."""
-        cdef size_t sent = 0
+        cdef size_t sent = 0, total = n + m
         cdef int fd = self.direct_fd()
+        cdef bytes rest
+        cdef char *d
         if fd >= 0:
             if fin_next and self.bytes_out:
                 # Earlier bytes of this answer are in flight: an ACK for them
                 # would push a MSG_MORE segment out before the close; a cork
                 # holds it until the FIN.
                 fp_sock_cork(fd)
-            sent = fp_sock_send(fd, p, n, NULL, 0, fin_next)
+            sent = fp_sock_send(fd, p, n, q, m, fin_next)
             self.bytes_out += sent
             self.rt.st.bytes_out += sent
-        if sent < n:
-            self.write(PyBytes_FromStringAndSize(p + sent, n - sent))
+        if sent < total:
+            rest = PyBytes_FromStringAndSize(NULL, total - sent)
+            d = PyBytes_AS_STRING(rest)
+            if sent < n:
+                memcpy(d, p + sent, n - sent)
+                if m:
+                    memcpy(d + n - sent, q, m)
+            else:
+                memcpy(d, q + (sent - n), total - sent)
+            self.write(rest)
 
     cdef close(self):
         """End the connection after its last answer: at once, or by a

@@ -24,6 +24,8 @@ cdef class UpstreamProtocol(Conn):
     cdef size_t cmark           # out[cmark:] is body not yet given to the cache store
     cdef bint cdiscard          # the client got a stale response instead: drop this body
     cdef int ufd                # the socket, for send(); -1: TLS or not known
+    cdef const char *zb         # body bytes to send after out, from buf (not copied)
+    cdef size_t zn              # ... their length; 0 outside process()
     cdef bint uq_maybe          # the transport may hold queued bytes (ufd writes wait)
 
     def __cinit__(self, *args, **kwargs):
@@ -80,6 +82,7 @@ cdef class UpstreamProtocol(Conn):
         elif self.state == U_BODY:
             if self.fr.kind == FP_BODY_UNTIL_CLOSE:
                 self.out.len = 0        # EOF is this body's legitimate end
+                self.zn = 0
                 if self.body_end(c):
                     cache_tap(c, self)
                     if self.out.len:
@@ -184,6 +187,7 @@ cdef class UpstreamProtocol(Conn):
             self.abort()                # bytes nobody asked for: not reusable
             return
         self.out.len = 0
+        self.zn = 0
         try:
             if self.state == U_HEAD:
                 self.read_head(c)
@@ -198,8 +202,9 @@ cdef class UpstreamProtocol(Conn):
         finally:
             self.consumed_all()
         cache_tap(c, self)
-        if self.out.len and self.client is not None:
-            c.send(self.out.data, self.out.len, False)
+        if (self.out.len or self.zn) and self.client is not None:
+            c.send2(self.out.data, self.out.len, self.zb, self.zn, False)
+        self.zn = 0
         if self.state == U_BODY:
             self.deadline = monotonic() + self.upstream.read_timeout
 
@@ -343,12 +348,22 @@ cdef class UpstreamProtocol(Conn):
         or as they are.  False when the transform failed (answered)."""
         if n == 0 or self.cdiscard:
             return True
+        if self.zn:                     # out's bytes go first: keep the order
+            if fp_wbuf_put(&self.out, self.zb, self.zn):
+                raise MemoryError()
+            self.zn = 0
         if self.tx is not None:
             if self.tx.feed(&self.out, p, n) < 0:
                 self.transform_failed(c)
                 return False
         elif self.out_kind == FP_BODY_CHUNKED:
             put_chunk(&self.out, p, n)
+        elif not c.cstoring:
+            # As they are, and not stored: sent from the receive buffer
+            # behind out's bytes by the next send2 (flush(), or the end of
+            # process(), before buf is read into again).
+            self.zb = p
+            self.zn = n
         elif fp_wbuf_put(&self.out, p, n):
             raise MemoryError()
         return True
@@ -383,9 +398,10 @@ cdef class UpstreamProtocol(Conn):
         """Hand what out holds to the client; last: it ends the response
         (finish()), so the FIN may ride with it (fin_follows())."""
         cache_tap(c, self)
-        if self.out.len:
-            c.send(self.out.data, self.out.len, last and c.fin_follows())
+        if self.out.len or self.zn:
+            c.send2(self.out.data, self.out.len, self.zb, self.zn, last and c.fin_follows())
             self.out.len = 0
+            self.zn = 0
 
     cdef bad_response(self, ClientProtocol c, str why):
         self.client = None
