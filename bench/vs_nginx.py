@@ -850,7 +850,7 @@ def results_markdown(res: dict[str, Any]) -> str:
     m = res["meta"]
     fp_label, _, banner = column_label(m)
     lines = [
-        f"# fastproxy vs nginx, end to end ({m['date'][:10]})",
+        f"# {fp_label} vs nginx, end to end ({m['date'][:10]})",
         "",
     ]
     if banner:
@@ -1044,7 +1044,7 @@ def write_chart(res: dict[str, Any], path: Path) -> bool:
         fontsize=10,
     )
     title = (
-        f"fastproxy vs nginx, reverse proxy on loopback - {m['date'][:10]}\n"
+        f"{column_label(m)[0]} vs nginx, reverse proxy on loopback - {m['date'][:10]}\n"
         f"{m['cpu_model']}, {m['cpus']} CPUs; wrk -t{m['threads']} -c{m['connections']},"
         f" {m['duration']} s x {m['rounds']} rounds per proxy; w=1 pinned, w={m['cpus']} not"
     )
