@@ -98,6 +98,7 @@ cdef class UpstreamProtocol(Conn):
         self.state = U_CLOSED
 
     def eof_received(self):
+        self.ufd = -1               # the transport closes now: no direct writes after it
         return False
 
     def buffer_updated(self, Py_ssize_t nbytes):
