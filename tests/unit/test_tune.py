@@ -3,20 +3,18 @@ rewrite, the TOML writer).  No load is generated here."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 import stat
-import sys
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 from fastproxy import tune
 from fastproxy.tune import TunePoint, WrkResult, recommend, set_workers
-
-ROOT = Path(__file__).resolve().parents[2]
 
 WRK_WITH_JSON = """\
 Running 2s test @ http://127.0.0.1:18999/100b
@@ -334,22 +332,12 @@ def test_wrkresult_to_dict_has_all_fields() -> None:
 # --------------------------------------------------------------------------- bench config
 
 
-def test_bench_fastproxy_config_is_valid() -> None:
+def test_bench_fastproxy_config_is_valid(bench_module: Callable[[str], ModuleType]) -> None:
     """bench/vs_nginx.py's fastproxy config must stay loadable by fastproxy.config."""
-    path = ROOT / "bench" / "vs_nginx.py"
-    if not path.exists():
-        pytest.skip("bench/ not present")
     config = pytest.importorskip("fastproxy.config")
-    spec = importlib.util.spec_from_file_location("_bench_vs_nginx", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    try:
-        spec.loader.exec_module(mod)
-        for s in mod.SCENARIOS.values():
-            data = mod.fastproxy_config(Path("/tmp/x"), 18080, 19001, 2, s)
-            cfg = config.Config.from_toml(tune.dumps_toml(data))
-            assert cfg.worker_count() == 2
-            assert str(cfg.server.listen[0]) == "127.0.0.1:18080"
-    finally:
-        sys.modules.pop(spec.name, None)
+    mod = bench_module("vs_nginx")
+    for s in mod.SCENARIOS.values():
+        data = mod.fastproxy_config(Path("/tmp/x"), 18080, 19001, 2, s)
+        cfg = config.Config.from_toml(tune.dumps_toml(data))
+        assert cfg.worker_count() == 2
+        assert str(cfg.server.listen[0]) == "127.0.0.1:18080"

@@ -4,33 +4,21 @@ command is built and filled in, and how a floor run's report says what ran."""
 from __future__ import annotations
 
 import http.client
-import importlib.util
 import shlex
 import shutil
 import socket
 import subprocess
-import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
-def vs() -> Iterator[ModuleType]:
-    spec = importlib.util.spec_from_file_location(
-        "_bench_vs_nginx_floor", ROOT / "bench" / "vs_nginx.py"
-    )
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    yield mod
-    sys.modules.pop(spec.name, None)
+def vs(bench_module: Callable[[str], ModuleType]) -> ModuleType:
+    return bench_module("vs_nginx")
 
 
 def test_floor_fits_plain_keepalive_gets_only(vs: ModuleType) -> None:
