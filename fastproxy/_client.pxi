@@ -3,8 +3,7 @@
 # route it, pick a server, rewrite the head, stream the body upstream, answer
 # errors; retries and the servers' shared state (fp_peer) are tracked here.
 
-cdef class ClientProtocol(Conn):
-    cdef Runtime rt
+cdef class ClientProtocol(ReadConn):
     cdef fp_header slots[SLOTS]
     cdef fp_head head
     cdef fp_framing fr
@@ -69,8 +68,6 @@ cdef class ClientProtocol(Conn):
     # a dead socket that a direct write cannot harm.
     cdef bint tq_empty
     cdef bint in_read
-    cdef readonly bint own_read  # the worker's ReadLoop reads this socket, not the transport
-    cdef bint rl_watched        # ... and it is in the ReadLoop's set now (not paused)
     cdef double linger_until    # lingering close: LINGER_TIME is up at this monotonic time
 
     def __cinit__(self, *args, **kwargs):
@@ -136,7 +133,20 @@ cdef class ClientProtocol(Conn):
         # worker's ReadLoop (_readloop.pxi) for good.
         if not self.own_read and self.sfd >= 0 and self.state == C_HEAD and not self.closed \
                 and not self.reading_paused:
-            take_reading(self)
+            take_reading(self, self.sfd)
+        return 0
+
+    cdef int on_read(self, size_t n) except -1:
+        self.received(n)
+        return 0
+
+    cdef int on_eof(self) except -1:
+        if not self.eof_received():
+            self.transport.close()
+        return 0
+
+    cdef int on_read_failed(self) except -1:
+        self.abort()
         return 0
 
     cdef received(self, size_t nbytes):
@@ -674,22 +684,6 @@ cdef class ClientProtocol(Conn):
             self.deadline = 0
             drop_reading(self)
             self.transport.abort()
-
-    cdef void pause_reading(self):
-        if self.own_read:
-            if not self.reading_paused and not self.closed:
-                self.reading_paused = True
-                pause_own_reading(self)
-        else:
-            Conn.pause_reading(self)
-
-    cdef void resume_reading(self):
-        if self.own_read:
-            if self.reading_paused and not self.closed:
-                self.reading_paused = False
-                resume_own_reading(self)
-        else:
-            Conn.resume_reading(self)
 
     cdef void on_timeout(self):
         try:

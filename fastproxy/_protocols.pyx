@@ -115,10 +115,10 @@ cdef int put_chunk(fp_wbuf *w, const char *p, size_t n) except -1:
 
 # The two protocol classes, one file each (they call each other's cdef
 # methods, so they stay one extension module).
+include "_readloop.pxi"
 include "_client.pxi"
 include "_upstream.pxi"
 include "_cache_path.pxi"
-include "_readloop.pxi"
 include "_access_log.pxi"
 
 
@@ -148,7 +148,7 @@ cdef dict tls_args(Server server):
 
 cdef connected(ClientProtocol client, UpstreamProtocol up):
     if client.closed or not client.connecting:
-        up.transport.close()
+        up.close_transport()
     elif up.closed:
         client.upstream_failed(502, "upstream closed the connection at once", True)
     else:
@@ -181,8 +181,7 @@ def trim_pools(Runtime rt):
                 del idle[0]
                 up.state = U_CLOSED
                 up.deadline = 0
-                if not up.closed:
-                    up.transport.close()
+                up.close_transport()
 
 
 def make_client_factory(Runtime rt, listener=None):

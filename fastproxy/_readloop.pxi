@@ -1,16 +1,20 @@
 # Included by _protocols.pyx.  The worker's own read loop for plain-TCP
-# client connections.
+# connections, both sides.
 #
 # uvloop reads a stream through two Python calls per read: get_buffer() and
 # buffer_updated(), each through a context switch, with a new int for the
-# size and a buffer-protocol round trip.  A keep-alive client connection,
-# once it is between requests, is therefore taken off its transport's
-# reading (pause_reading()) and put in one epoll set per worker, which the
-# loop watches as a single fd.  When that fd is readable, one Python call
-# (ReadLoop.ready) reads every ready connection in C, straight into its
-# receive buffer.  The transport is kept for everything else: the writes it
-# queues, close and abort.  A/B against uvloop's reading (bench/RESULTS.md,
-# 2026-11-28): 100 B cache hits 7.71 -> 7.25 us of CPU.
+# size and a buffer-protocol round trip.  So a connection that is not TLS is
+# taken off its transport's reading (pause_reading()) and put in one epoll
+# set per worker, which the loop watches as a single fd.  When that fd is
+# readable, one Python call (ReadLoop.ready) reads every ready connection in
+# C, straight into its receive buffer.  The transport is kept for everything
+# else: the writes it queues, close and abort.
+#
+# - A client connection moves once it is between requests (keep-alive).
+#   A/B against uvloop's reading (bench/RESULTS.md, 2026-11-28): 100 B cache
+#   hits 7.71 -> 7.25 us of CPU.
+# - A server connection moves after its first read, and stays for its life,
+#   in the pool too (an idle one must still see the server's close).
 #
 # Level-triggered, one read per ready event, as libuv does: a connection
 # with more bytes, or an EOF behind its bytes, is simply reported again.
@@ -46,9 +50,47 @@ cdef extern from "<sys/epoll.h>" nogil:
 DEF READY_BATCH = 64        # connections read per call of ready()
 
 
+cdef class ReadConn(Conn):
+    """A connection the ReadLoop may read instead of its transport.  What a
+    read brings is the subclass's to handle: on_read(), on_eof(),
+    on_read_failed()."""
+    cdef Runtime rt
+    cdef readonly bint own_read  # the worker's ReadLoop reads this socket, not the transport
+    cdef bint rl_watched        # ... and it is in the ReadLoop's set now (not paused)
+    cdef int rfd                # the socket the ReadLoop reads
+
+    cdef int on_read(self, size_t n) except -1:
+        """n bytes were read into buf at end."""
+        raise NotImplementedError
+
+    cdef int on_eof(self) except -1:
+        """The peer closed its side (the reading has been dropped)."""
+        raise NotImplementedError
+
+    cdef int on_read_failed(self) except -1:
+        """A read failed, or handling one raised: the connection ends."""
+        raise NotImplementedError
+
+    cdef void pause_reading(self):
+        if self.own_read:
+            if not self.reading_paused and not self.closed:
+                self.reading_paused = True
+                pause_own_reading(self)
+        else:
+            Conn.pause_reading(self)
+
+    cdef void resume_reading(self):
+        if self.own_read:
+            if self.reading_paused and not self.closed:
+                self.reading_paused = False
+                resume_own_reading(self)
+        else:
+            Conn.resume_reading(self)
+
+
 cdef class ReadLoop:
-    """One per worker (Runtime.readloop): the epoll set of the client
-    connections whose reading it has taken, and the loop's watch on it."""
+    """One per worker (Runtime.readloop): the epoll set of the connections
+    whose reading it has taken, and the loop's watch on it."""
     cdef int epfd
     cdef object loop
     cdef bint watching          # the loop watches epfd
@@ -59,31 +101,31 @@ cdef class ReadLoop:
         if self.epfd < 0:
             raise OSError(errno, "epoll_create1")
 
-    cdef bint watch(self, ClientProtocol c) except -1:
+    cdef bint watch(self, ReadConn c) except -1:
         cdef epoll_event ev
         if self.epfd < 0:
             return False
         ev.events = EPOLLIN
         ev.data.ptr = <void *>c
-        if epoll_ctl(self.epfd, EPOLL_CTL_ADD, c.sfd, &ev) < 0:
+        if epoll_ctl(self.epfd, EPOLL_CTL_ADD, c.rfd, &ev) < 0:
             return False
         if not self.watching:
             self.loop.add_reader(self.epfd, self.ready)
             self.watching = True
         return True
 
-    cdef void unwatch(self, ClientProtocol c) noexcept:
+    cdef void unwatch(self, ReadConn c) noexcept:
         cdef epoll_event ev
         if self.epfd >= 0:
-            epoll_ctl(self.epfd, EPOLL_CTL_DEL, c.sfd, &ev)
+            epoll_ctl(self.epfd, EPOLL_CTL_DEL, c.rfd, &ev)
 
     def ready(self):
         """The loop's callback: one read from each ready connection."""
         cdef epoll_event evs[READY_BATCH]
         cdef int n = epoll_wait(self.epfd, evs, READY_BATCH, 0), i
-        cdef ClientProtocol c
+        cdef ReadConn c
         for i in range(n):
-            c = <ClientProtocol>evs[i].data.ptr     # a reference for the call
+            c = <ReadConn>evs[i].data.ptr     # a reference for the call
             read_ready(c)
 
     def close(self):
@@ -97,12 +139,14 @@ cdef class ReadLoop:
         self.epfd = -1
 
 
-cdef int take_reading(ClientProtocol c) except -1:
-    """Move c's reading from its transport to the worker's ReadLoop."""
+cdef int take_reading(ReadConn c, int fd) except -1:
+    """Move c's reading of socket fd from its transport to the worker's
+    ReadLoop."""
     cdef ReadLoop rl
     if c.rt.readloop is None:
         c.rt.readloop = ReadLoop(c.rt.loop)
     rl = <ReadLoop>c.rt.readloop
+    c.rfd = fd
     c.transport.pause_reading()
     if not rl.watch(c):
         c.transport.resume_reading()
@@ -113,7 +157,7 @@ cdef int take_reading(ClientProtocol c) except -1:
     return 0
 
 
-cdef int drop_reading(ClientProtocol c) except -1:
+cdef int drop_reading(ReadConn c) except -1:
     """c's reading ends for good: closing, EOF, or a read error."""
     if not c.own_read:
         return 0
@@ -123,17 +167,18 @@ cdef int drop_reading(ClientProtocol c) except -1:
     return 0
 
 
-cdef int pause_own_reading(ClientProtocol c) except -1:
+cdef int pause_own_reading(ReadConn c) except -1:
     # Out of the set, not just EPOLLIN off: a socket that is reset
     # reports EPOLLERR/EPOLLHUP whatever the mask, and would spin.
     if c.rl_watched:
         c.rl_watched = False
-        (<ReadLoop>c.rt.readloop).unwatch(c)
+        if c.rt.readloop is not None:   # else stopped: its set is gone
+            (<ReadLoop>c.rt.readloop).unwatch(c)
     return 0
 
 
-cdef int resume_own_reading(ClientProtocol c) except -1:
-    if not c.rl_watched:
+cdef int resume_own_reading(ReadConn c) except -1:
+    if not c.rl_watched and c.rt.readloop is not None:
         if (<ReadLoop>c.rt.readloop).watch(c):
             c.rl_watched = True
         else:                   # cannot happen with a live fd; the transport reads instead
@@ -142,28 +187,29 @@ cdef int resume_own_reading(ClientProtocol c) except -1:
     return 0
 
 
-cdef int read_ready(ClientProtocol c) except -1:
+cdef int read_ready(ReadConn c) except -1:
     """What uvloop's read callbacks do, with one read(2) and no Python call
-    on the way: bytes go to the protocol, EOF to eof_received(), an error
-    or an exception closes the connection."""
+    on the way: bytes to on_read(), EOF to on_eof(), an error, or an
+    exception while handling the bytes, to on_read_failed()."""
     cdef ssize_t n
     if not c.rl_watched:
         return 0                # paused or closed earlier in this batch
     try:
         c.make_room()
-        n = read_fd(c.sfd, c.buf + c.end, c.cap - c.end)
+        n = read_fd(c.rfd, c.buf + c.end, c.cap - c.end)
         if n > 0:
-            c.received(n)
+            c.on_read(n)
         elif n == 0:
             drop_reading(c)
-            if not c.eof_received():
-                c.transport.close()
+            c.on_eof()
         elif errno != EAGAIN and errno != EINTR:    # EWOULDBLOCK == EAGAIN on Linux
-            c.abort()           # which drops the reading first
+            drop_reading(c)
+            c.on_read_failed()
     except Exception as exc:    # uvloop's read callback does the same
-        c.abort()
+        drop_reading(c)
+        c.on_read_failed()
         c.rt.loop.call_exception_handler({
-            "message": "Fatal error on a client connection",
+            "message": "Fatal error on a connection",
             "exception": exc,
             "protocol": c,
         })

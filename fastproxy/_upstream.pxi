@@ -3,8 +3,7 @@
 # head, rewrites it for the client and streams the body back, re-framed and
 # (with _compress) transformed.
 
-cdef class UpstreamProtocol(Conn):
-    cdef Runtime rt
+cdef class UpstreamProtocol(ReadConn):
     cdef Server server
     cdef Upstream upstream
     cdef ClientProtocol client
@@ -58,6 +57,7 @@ cdef class UpstreamProtocol(Conn):
 
     def connection_lost(self, exc):
         cdef ClientProtocol c = self.client
+        drop_reading(self)          # the socket is still open: closed after this call
         self.closed = True
         self.server.active -= 1
         self.rt.conns.discard(self)
@@ -102,9 +102,39 @@ cdef class UpstreamProtocol(Conn):
         return False
 
     def buffer_updated(self, Py_ssize_t nbytes):
-        self.end += nbytes
+        self.on_read(nbytes)
+        # After its first read, a plain-TCP connection is read by the
+        # worker's ReadLoop (_readloop.pxi) for the rest of its life.
+        if not self.own_read and self.ufd >= 0 and self.state != U_CLOSED and not self.closed \
+                and not self.reading_paused:
+            take_reading(self, self.ufd)
+
+    cdef int on_read(self, size_t n) except -1:
+        self.end += n
         self.got_bytes = True
         self.process()
+        return 0
+
+    cdef int on_eof(self) except -1:
+        # What uvloop does when eof_received() returns False; connection_lost
+        # then ends whatever was in progress.
+        self.ufd = -1
+        self.transport.close()
+        return 0
+
+    cdef int on_read_failed(self) except -1:
+        # As uvloop on a read error: the transport aborts with the state as
+        # it is, so connection_lost tells the client (502, or a retry).
+        self.ufd = -1
+        if not self.closed:
+            self.transport.abort()
+        return 0
+
+    cdef close_transport(self):
+        """Close after what is queued has been written (state set by the caller)."""
+        drop_reading(self)
+        if not self.closed:
+            self.transport.close()
 
     def pause_writing(self):
         self.write_paused = True
@@ -161,6 +191,7 @@ cdef class UpstreamProtocol(Conn):
         self.abort()
 
     cdef abort(self):
+        drop_reading(self)
         if not self.closed and self.state != U_CLOSED:
             self.state = U_CLOSED
             self.deadline = 0
@@ -171,7 +202,7 @@ cdef class UpstreamProtocol(Conn):
         try:
             if self.tkind == T_POOL:
                 self.state = U_CLOSED
-                self.transport.close()
+                self.close_transport()
                 return
             retryable = self.state == U_HEAD and not self.got_bytes  # before abort()
             self.client = None
@@ -440,6 +471,5 @@ cdef class UpstreamProtocol(Conn):
         else:
             self.state = U_CLOSED
             self.deadline = 0
-            if not self.closed:
-                self.transport.close()
+            self.close_transport()
         c.response_done()

@@ -1,6 +1,7 @@
 """The worker's read loop (fastproxy/_readloop.pxi): a keep-alive client
-connection, once a read leaves it waiting for its next request, is read by
-one epoll set per worker instead of by its transport.  These tests run an embedded Proxy in this
+connection, once a read leaves it waiting for its next request, and a
+plain-TCP server connection after its first read, are read by one epoll set
+per worker instead of by their transports.  These tests run an embedded Proxy in this
 process, so they can see which connections the read loop holds, and drive it
 with real sockets through each way a read can end: more bytes, a pause and
 resume, EOF, a reset, a stop."""
@@ -8,10 +9,12 @@ resume, EOF, a reset, a stop."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import socket
 import struct
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -246,3 +249,202 @@ def test_stop_closes_moved_idle_connections(origin, http_conn):
 
     conn = _run(origin, body)
     assert _rest(conn) == b""  # closed by the stop (a FIN), not left hanging
+
+
+# ---- the server side: a plain-TCP upstream connection is read by the loop
+# after its first read, for the rest of its life (in the pool too).
+
+
+def _upstreams(rt: Any) -> list[Any]:
+    return [c for c in rt.conns if type(c).__name__ == "UpstreamProtocol"]
+
+
+def _ok(body: bytes) -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+
+
+class Scripted:
+    """An origin whose n-th connection answers its requests (GETs) from
+    scripts[n], one step per request: (bytes to send, then "keep", "close"
+    (a FIN) or "reset" (SO_LINGER 0)).  A connection past its script closes."""
+
+    def __init__(self, scripts: list[list[tuple[bytes, str]]]) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        self.scripts = scripts
+        self.accepted = 0
+        self.requests: list[tuple[int, bytes]] = []  # (connection number, request line)
+        self.threads: list[threading.Thread] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            n, self.accepted = self.accepted, self.accepted + 1
+            t = threading.Thread(target=self._serve, args=(conn, n), daemon=True)
+            self.threads.append(t)
+            t.start()
+
+    def _serve(self, conn: socket.socket, n: int) -> None:
+        buf = b""
+        with conn:
+            for answer, then in self.scripts[n] if n < len(self.scripts) else []:
+                while b"\r\n\r\n" not in buf:
+                    more = conn.recv(65536)
+                    if not more:
+                        return
+                    buf += more
+                head, _, buf = buf.partition(b"\r\n\r\n")
+                self.requests.append((n, head.split(b"\r\n", 1)[0]))
+                conn.sendall(answer)
+                if then == "reset":
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    return
+                if then == "close":
+                    conn.shutdown(socket.SHUT_WR)
+                    conn.recv(1)  # until the proxy closes too
+                    return
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def scripted() -> Iterator[Callable[[list[list[tuple[bytes, str]]]], Scripted]]:
+    made: list[Scripted] = []
+
+    def make(scripts: list[list[tuple[bytes, str]]]) -> Scripted:
+        made.append(Scripted(scripts))
+        return made[-1]
+
+    yield make
+    for s in made:
+        s.close()
+
+
+async def _until(cond: Callable[[], bool], what: str, timeout: float = 10) -> None:
+    """Wait for the loop to make cond() true (it is an effect of events the
+    loop handles, so it is checked between its turns)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not cond():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out: {what}"
+        await asyncio.sleep(0.01)
+
+
+def test_server_connection_moves_and_survives_backpressure(origin, http_conn):
+    """The pooled connection is read by the loop from its second read on,
+    serves every later request, and is paused and resumed there while a
+    slow client takes 8 MiB: the body arrives whole and in order, and the
+    same connection serves the next request."""
+    size = 8 << 20
+
+    async def body(rt: Any, port: int) -> tuple[bytes, list[bytes]]:
+        conn = http_conn(port, timeout=15, rcvbuf=4096)
+        await _blocking(_get, conn, "/first")
+        assert [u.own_read for u in _upstreams(rt)] == [True], "the read loop did not take it"
+        answers = [await _blocking(_get, conn, f"/n{i}") for i in range(20)]
+
+        def slow_stream() -> bytes:
+            conn.request("GET", f"/stream?mib={size / 1048576}", host="t")
+            return conn.read_response().body
+
+        streamed = await _blocking(slow_stream)
+        answers.append(await _blocking(_get, conn, "/last"))
+        assert [u.own_read for u in _upstreams(rt)] == [True]
+        conn.close()
+        return streamed, answers
+
+    streamed, answers = _run(origin, body)
+    assert len(streamed) == size and streamed == b"x" * size
+    assert all(a.endswith(f"GET /n{i}".encode()) for i, a in enumerate(answers[:20]))
+    assert answers[20].endswith(b"GET /last")
+    assert len({r.conn_id for r in origin.requests}) == 1, "the pooled connection was not reused"
+
+
+def test_server_close_of_a_pooled_connection(scripted, http_conn):
+    """The server closes a pooled connection the loop reads: the proxy sees
+    the EOF while the connection sits in the pool, lets it go (the loop's
+    reference too), and the next request opens a new one."""
+    origin = scripted([[(_ok(b"a"), "keep"), (_ok(b"b"), "close")], [(_ok(b"c"), "keep")]])
+
+    def count_upstreams() -> int:
+        gc.collect()
+        return sum(type(o).__name__ == "UpstreamProtocol" for o in gc.get_objects())
+
+    async def body(rt: Any, port: int) -> tuple[list[bytes], int]:
+        conn = http_conn(port, timeout=15)
+        got = [await _blocking(_get, conn, "/1")]
+        assert [u.own_read for u in _upstreams(rt)] == [True]
+        got.append(await _blocking(_get, conn, "/2"))
+        await _until(lambda: not _upstreams(rt), "the server's close was not seen")
+        left = count_upstreams()
+        got.append(await _blocking(_get, conn, "/3"))
+        conn.close()
+        return got, left
+
+    got, left = _run(origin, body)
+    assert got == [b"a", b"b", b"c"]
+    assert left == 0, "a closed upstream connection was never freed"
+    assert origin.accepted == 2
+    assert [n for n, _ in origin.requests] == [0, 0, 1], "a request went to the closed connection"
+
+
+def test_server_reset_mid_head_on_a_held_connection(scripted, http_conn):
+    """A reset after part of a response head, on a connection the loop
+    reads: that client gets a 502, and the proxy serves the next one."""
+    origin = scripted(
+        [
+            [(_ok(b"a"), "keep"), (b"HTTP/1.1 200 OK\r\nContent-Len", "reset")],
+            [(_ok(b"c"), "keep")],
+        ]
+    )
+
+    async def body(rt: Any, port: int) -> tuple[bytes, int, bytes]:
+        conn = http_conn(port, timeout=15)
+        first = await _blocking(_get, conn, "/1")
+        assert [u.own_read for u in _upstreams(rt)] == [True]
+        failed = await _blocking(conn.roundtrip, "GET", "/2")
+        conn.close()
+        other = http_conn(port, timeout=15)
+        last = await _blocking(_get, other, "/3")
+        other.close()
+        return first, failed.status, last
+
+    assert _run(origin, body) == (b"a", 502, b"c")
+
+
+def test_server_reset_mid_body_on_a_held_connection(scripted, http_conn):
+    """A reset part-way through a body the loop is reading: the client gets
+    the head and what came, then its connection is cut, never a response
+    that looks whole."""
+    partial = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"z" * 5000
+    origin = scripted([[(_ok(b"a"), "keep"), (partial, "reset")], [(_ok(b"c"), "keep")]])
+
+    async def body(rt: Any, port: int) -> tuple[bytes, bytes]:
+        conn = http_conn(port, timeout=15)
+        await _blocking(_get, conn, "/1")
+        assert [u.own_read for u in _upstreams(rt)] == [True]
+
+        def cut() -> bytes:
+            conn.request("GET", "/2", host="t")
+            got = b""
+            conn.sock.settimeout(10)
+            with contextlib.suppress(ConnectionResetError):
+                while more := conn.sock.recv(65536):
+                    got += more
+            return got
+
+        got = await _blocking(cut)
+        other = http_conn(port, timeout=15)
+        last = await _blocking(_get, other, "/3")
+        other.close()
+        return got, last
+
+    got, last = _run(origin, body)
+    head, _, rest = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b"Content-Length: 100000" in head
+    assert rest == b"z" * len(rest) and 0 < len(rest) < 100000
+    assert last == b"c"
