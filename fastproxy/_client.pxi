@@ -202,7 +202,7 @@ cdef class ClientProtocol(ReadConn):
     # ---- request side ----------------------------------------------------
     cdef void set_deadline(self, int kind, double seconds):
         self.tkind = kind
-        self.deadline = monotonic() + seconds if seconds > 0 else 0
+        self.deadline = coarse_now() + seconds if seconds > 0 else 0
 
     cdef process(self):
         while not self.closed:
@@ -214,7 +214,7 @@ cdef class ClientProtocol(ReadConn):
                 return
             elif self.state == C_LINGER:
                 self.start = self.end = 0   # dropped; the client is not quiet yet
-                self.deadline = min(monotonic() + LINGER_TIMEOUT, self.linger_until)
+                self.deadline = min(coarse_now() + LINGER_TIMEOUT, self.linger_until)
                 return
             elif self.state == C_TUNNEL:
                 if self.end > self.start and self.up is not None:
@@ -668,7 +668,7 @@ cdef class ClientProtocol(ReadConn):
         self.connecting = False         # a connect still under way finds nobody to serve
         self.state = C_LINGER
         self.start = self.end = 0
-        self.linger_until = monotonic() + LINGER_TIME
+        self.linger_until = coarse_now() + LINGER_TIME
         self.set_deadline(T_LINGER, LINGER_TIMEOUT)
         self.transport.write_eof()
         self.resume_reading()

@@ -27,3 +27,4 @@ cdef class Conn:
 
 
 cdef double monotonic() noexcept nogil
+cdef double coarse_now() noexcept nogil      # deadlines: a tick behind monotonic()

@@ -24,7 +24,7 @@ from fastproxy.fp_cache_policy cimport fp_cc
 from fastproxy._compress cimport (
     Policy, Transform, add_vary, request_codings, response_transform,
 )
-from fastproxy._conn cimport Conn, monotonic
+from fastproxy._conn cimport Conn, coarse_now, monotonic
 from fastproxy._runtime cimport Runtime
 from fastproxy._tables cimport HOST_PASS, HOST_UPSTREAM, HeaderRules, Route, Server, Upstream
 from fastproxy.fp_encoding cimport fp_enc_req
@@ -167,7 +167,7 @@ cdef bytes swap_host(bytes head, bytes old, bytes new):
 def trim_pools(Runtime rt):
     """Close the longest-idle pooled connections above each upstream's
     `keepalive`, once they have been idle for POOL_GRACE seconds."""
-    cdef double cutoff = monotonic() - POOL_GRACE
+    cdef double cutoff = coarse_now() - POOL_GRACE
     cdef Upstream u
     cdef Server srv
     cdef UpstreamProtocol up

@@ -12,7 +12,7 @@ import logging
 
 from libc.string cimport memset
 
-from fastproxy._conn cimport Conn, monotonic
+from fastproxy._conn cimport Conn, coarse_now
 from fastproxy._stats cimport StatsRegion
 from fastproxy._tables cimport Router
 from fastproxy.tls import attach_upstream_tls
@@ -142,7 +142,7 @@ cdef class Runtime:
             self.readloop = None
 
     def _sweep(self):
-        cdef double now = monotonic()
+        cdef double now = coarse_now()     # deadlines are set on this clock
         cdef Conn c
         expired = [c for c in self.conns if c.deadline and c.deadline <= now]
         for c in expired:

@@ -141,14 +141,14 @@ cdef class UpstreamProtocol(ReadConn):
         if self.client is not None:
             self.client.pause_reading()
             self.tkind = T_SEND
-            self.deadline = monotonic() + self.upstream.send_timeout
+            self.deadline = coarse_now() + self.upstream.send_timeout
 
     def resume_writing(self):
         self.write_paused = False
         if self.client is not None:
             self.client.resume_reading()
             self.tkind = T_READ
-            self.deadline = monotonic() + self.upstream.read_timeout
+            self.deadline = coarse_now() + self.upstream.read_timeout
 
     cdef begin(self, ClientProtocol c, bint reused):
         self.client = c
@@ -163,7 +163,7 @@ cdef class UpstreamProtocol(ReadConn):
         self.rt.st.upstream_requests += 1
         self.rt.st.servers[self.server.stats_index].requests += 1
         self.tkind = T_READ
-        self.deadline = monotonic() + self.upstream.read_timeout
+        self.deadline = coarse_now() + self.upstream.read_timeout
 
     cdef send(self, bytes data):
         """Write data to the server: straight to the socket when the transport
@@ -238,7 +238,7 @@ cdef class UpstreamProtocol(ReadConn):
             c.send2(self.out.data, self.out.len, self.zb, self.zn, False)
         self.zn = 0
         if self.state == U_BODY:
-            self.deadline = monotonic() + self.upstream.read_timeout
+            self.deadline = coarse_now() + self.upstream.read_timeout
 
     cdef read_head(self, ClientProtocol c):
         cdef int64_t rc
@@ -462,10 +462,10 @@ cdef class UpstreamProtocol(ReadConn):
         # connections instead of closing and reopening them; trim_pools()
         # brings it back to `keepalive` once the extra ones sat idle a while.
         if reusable and len(self.server.idle) < 2 * u.keepalive:
-            self.idle_since = monotonic()
+            self.idle_since = coarse_now()
             self.state = U_IDLE
             self.tkind = T_POOL
-            self.deadline = monotonic() + u.keepalive_timeout
+            self.deadline = self.idle_since + u.keepalive_timeout
             self.resume_reading()
             self.server.idle.append(self)
         else:
