@@ -26,7 +26,6 @@ cdef class ClientProtocol(ReadConn):
     cdef str peer
     cdef bytes pending          # the request as first sent, kept for one retry
     cdef fp_wbuf wb
-    cdef char *scratch
     cdef object log_info
     cdef double t_start, t_upstream
     # The listener's (fastproxy/tls.py ListenerRuntime): b"https" on TLS
@@ -73,7 +72,6 @@ cdef class ClientProtocol(ReadConn):
     def __cinit__(self, *args, **kwargs):
         self.head.headers = self.slots
         self.head.max_slots = SLOTS
-        self.scratch = NULL
 
     def __init__(self, Runtime rt, listener=None):
         self.rt = rt
@@ -87,13 +85,9 @@ cdef class ClientProtocol(ReadConn):
             self.lresp = listener.resp_rules
             self.redirect_https = listener.redirect_https
         self.max_cap = max(1 << 20, rt.req_limits.max_head + 65536)
-        self.scratch = <char *>malloc(rt.req_limits.max_line + 1)
-        if self.scratch == NULL:
-            raise MemoryError()
 
     def __dealloc__(self):
         fp_wbuf_free(&self.wb)
-        free(self.scratch)
         if self.listener is not None and self.transport is None:
             # uvloop drops a TLS connection whose handshake failed or timed
             # out without telling the protocol; this is the only trace of it.
@@ -316,7 +310,7 @@ cdef class ClientProtocol(ReadConn):
                 self.fail(400, "asterisk-form only with OPTIONS")
                 return
             n = 1
-            self.scratch[0] = b'/'
+            self.rt.scratch[0] = b'/'
         else:
             if t[0] != b'/':
                 i = 0
@@ -344,7 +338,7 @@ cdef class ClientProtocol(ReadConn):
             q = <const char *>memchr(t, b'?', tl)
             if q != NULL:
                 plen = q - t
-            n = fp_normalize_path(t, plen, self.scratch)
+            n = fp_normalize_path(t, plen, self.rt.scratch)
             if n < 0:
                 self.fail(400, "request-target path cannot be normalised safely")
                 return
@@ -357,7 +351,7 @@ cdef class ClientProtocol(ReadConn):
             else:
                 self.local(status, EMPTY, b"Location: " + loc + b"\r\n", head_len)
             return
-        route = self.rt.router.match(host, hl, self.scratch, <size_t>n)
+        route = self.rt.router.match(host, hl, self.rt.scratch, <size_t>n)
         self.route = route
         if route is None:
             self.local(404, b"no route\n", EMPTY, head_len)

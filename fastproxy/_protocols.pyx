@@ -16,7 +16,6 @@ import time
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport int64_t, uint32_t, uint64_t
-from libc.stdlib cimport free, malloc
 from libc.string cimport memchr, memcpy
 
 from fastproxy.fp_cache cimport fp_cache_meta, fp_cache_put

@@ -11,6 +11,10 @@ from fastproxy.fp_stats cimport fp_worker_stats
 
 cdef class Runtime:
     cdef fp_limits req_limits
+    # where a request's path is normalised, then routed (start_request, which
+    # no other request interrupts); sized by apply() for req_limits.max_line
+    cdef char *scratch
+    cdef size_t scratch_cap
     cdef fp_limits resp_limits
     cdef public Router router
     cdef public double header_timeout

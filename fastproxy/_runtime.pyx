@@ -10,6 +10,7 @@ object per event): a request costs a clock read, not a TimerHandle.
 import ipaddress
 import logging
 
+from libc.stdlib cimport free, realloc
 from libc.string cimport memset
 
 from fastproxy._conn cimport Conn, coarse_now
@@ -51,6 +52,11 @@ cdef class Runtime:
         self.st = &self.own
         self.down = NULL
         self.peers = NULL
+        self.scratch = NULL
+        self.scratch_cap = 0
+
+    def __dealloc__(self):
+        free(self.scratch)
 
     def __init__(self, config, loop, log=None, stats_index=None, policies=None):
         self.loop = loop
@@ -77,6 +83,14 @@ cdef class Runtime:
         self.router.attach_shared(self.down, self.peers)
         self.stats_index = self.router.index
         self.req_limits.max_line = s.max_request_line
+        if self.scratch_cap < <size_t>s.max_request_line + 1:
+            # grown, never shrunk: a reload may raise max_request_line while
+            # connections opened before it are still reading
+            scratch = <char *>realloc(self.scratch, s.max_request_line + 1)
+            if scratch == NULL:
+                raise MemoryError()
+            self.scratch = scratch
+            self.scratch_cap = s.max_request_line + 1
         self.req_limits.max_head = s.max_header_size
         self.req_limits.max_headers = min(s.max_headers, 256)
         # Responses: generous fixed limits; a bad origin gets a 502.

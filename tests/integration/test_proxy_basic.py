@@ -7,6 +7,7 @@ import asyncio
 import os
 import re
 import time
+from typing import Any
 
 import pytest
 from support import get_until_close
@@ -466,6 +467,56 @@ def test_embedded_proxy_and_reload(origin):
     assert second.endswith(b"teapot")
     assert moved == 0
     assert len(origin.requests) == 1
+
+
+def test_reload_raising_max_request_line_on_an_open_connection(origin, http_conn):
+    """A reload that raises max_request_line applies to connections opened
+    before it: a keep-alive connection then sends a request whose path is
+    far longer than the old limit, and it is normalised, routed and proxied
+    whole (the buffer the path is normalised into grows with the limit)."""
+    uvloop = pytest.importorskip("uvloop")
+    import fastproxy
+
+    def cfg(max_line: str) -> Any:
+        return fastproxy.Config.from_dict(
+            {
+                "server": {
+                    "listen": ["127.0.0.1:0"],
+                    "pid_file": False,
+                    "max_request_line": max_line,
+                    "max_header_size": "128KiB",
+                },
+                "log": {"access": "off"},
+                "upstreams": {"app": {"servers": [origin.address]}},
+                "routes": [{"path_prefix": "/", "upstream": "app"}],
+            }
+        )
+
+    long_path = "/" + "p" * 60000
+
+    async def main() -> tuple[Any, Any, Any]:
+        loop = asyncio.get_running_loop()
+
+        def call(fn: Any, *args: Any) -> Any:
+            return asyncio.wait_for(loop.run_in_executor(None, fn, *args), 15)
+
+        async with fastproxy.Proxy(cfg("1KiB")) as proxy:
+            [(_, port)] = proxy.addresses
+            conn = http_conn(port, timeout=15)
+            short = await call(conn.roundtrip, "GET", "/short")
+            refused = await call(http_conn(port, timeout=15).roundtrip, "GET", long_path)
+            await proxy.reload(cfg("64KiB"))
+            long = await call(conn.roundtrip, "GET", long_path)
+            conn.close()
+            return short, refused, long
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        short, refused, long = runner.run(main())
+    assert short.status == 200 and short.body.endswith(b"GET /short")
+    assert refused.status == 414, refused
+    assert long.status == 200, long
+    assert long.body == f"GET {long_path}".encode()
+    assert origin.requests[-1].target == long_path
 
 
 def test_embedded_proxy_has_its_own_cache(origin):
