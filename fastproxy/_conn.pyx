@@ -15,6 +15,32 @@ cdef extern from "<time.h>" nogil:
         CLOCK_MONOTONIC_COARSE
 
 DEF MIN_FREE = 4096
+DEF BUF_CAP = 16384            # a new connection's receive buffer
+DEF BUF_POOL = 128             # freed ones kept for new connections (2 MiB)
+
+# A connection per request (Connection: close) would otherwise cost a 16 KiB
+# malloc and free each, which glibc serves from its bins, consolidating
+# neighbours; nginx keeps such buffers in pools too.  One loop thread per
+# process touches this.
+cdef char *buf_pool[BUF_POOL]
+cdef int buf_pooled = 0
+
+
+cdef inline char *take_buf() noexcept:
+    global buf_pooled
+    if buf_pooled:
+        buf_pooled -= 1
+        return buf_pool[buf_pooled]
+    return <char *>malloc(BUF_CAP)
+
+
+cdef inline void give_buf(char *b, size_t cap) noexcept:
+    global buf_pooled
+    if b != NULL and cap == BUF_CAP and buf_pooled < BUF_POOL:
+        buf_pool[buf_pooled] = b
+        buf_pooled += 1
+    else:
+        free(b)
 
 
 cdef double monotonic() noexcept nogil:
@@ -36,9 +62,9 @@ cdef double coarse_now() noexcept nogil:
 
 cdef class Conn:
     def __cinit__(self, *args, **kwargs):
-        self.cap = 16384
+        self.cap = BUF_CAP
         self.max_cap = 1 << 20
-        self.buf = <char *>malloc(self.cap)
+        self.buf = take_buf()
         if self.buf == NULL:
             raise MemoryError()
         self.start = self.end = 0
@@ -48,7 +74,7 @@ cdef class Conn:
         self.tfd = -1
 
     def __dealloc__(self):
-        free(self.buf)
+        give_buf(self.buf, self.cap)
 
     def __getbuffer__(self, Py_buffer *view, int flags):
         view.buf = self.buf + self.end
