@@ -1,5 +1,6 @@
 /* fp_sock.h - the data plane's own write to a client socket, beside
- * uvloop's transport: one that may leave the FIN to ride with it. */
+ * uvloop's transport: one that may leave the FIN to ride with it; and the
+ * client's address, read without a Python object per connection. */
 #ifndef FP_SOCK_H
 #define FP_SOCK_H
 
@@ -18,5 +19,10 @@ size_t fp_sock_send(int fd, const char *a, size_t an, const char *b, size_t bn, 
  * MSG_MORE alone holds them only until the next push, and with TCP_NODELAY
  * an ACK arriving for earlier data is one (best effort: errors ignored). */
 void fp_sock_cork(int fd);
+
+/* The peer's IP address as text ("192.0.2.1", "2001:db8::1"), as
+ * inet_ntop writes it, into out (cap >= 46 for any address).  Returns its
+ * length, or -1 when the socket is not IPv4/IPv6 or getpeername fails. */
+int fp_sock_peer_ip(int fd, char *out, size_t cap);
 
 #endif

@@ -98,12 +98,20 @@ cdef class ClientProtocol(ReadConn):
 
     # ---- asyncio protocol interface ------------------------------------
     def connection_made(self, transport):
+        cdef char ipbuf[64]
+        cdef int n = fp_sock_peer_ip(self.tfd, ipbuf, sizeof(ipbuf)) if self.tfd >= 0 else -1
         self.transport = transport
         self.twrite = transport.write
-        peer = transport.get_extra_info("peername")   # read by uvloop at accept
-        ip = peer[0] if peer else "unknown"
+        if n >= 0:
+            # uvloop's get_extra_info("peername") reads the same address
+            # through a Python tuple and a sprintf: 2,400 instructions
+            self.peer_ip = PyBytes_FromStringAndSize(ipbuf, n)
+            ip = self.peer_ip.decode("ascii")
+        else:                       # TLS, or a loop without the transport table
+            peer = transport.get_extra_info("peername")
+            ip = peer[0] if peer else "unknown"
+            self.peer_ip = ip.encode()
         self.peer = ip
-        self.peer_ip = ip.encode()
         if self.proto != b"https":  # a TLS listener's proto (tls.py): no direct writes
             if self.tfd >= 0:       # told by the loop's transport table (_uvtransports)
                 self.sfd = self.tfd

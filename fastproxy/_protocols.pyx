@@ -34,7 +34,7 @@ from fastproxy.fp_peer cimport (
     FP_PEER_EV_NONE, FP_PEER_EV_PASSIVE_OUT, FP_PEER_FAIL, FP_PEER_NEUTRAL, FP_PEER_OK,
 )
 from fastproxy.fp_path cimport fp_normalize_path
-from fastproxy.fp_sock cimport fp_sock_cork, fp_sock_send
+from fastproxy.fp_sock cimport fp_sock_cork, fp_sock_peer_ip, fp_sock_send
 from fastproxy.fp_rewrite cimport *
 from fastproxy.fp_stats cimport fp_stats_class, fp_stats_time
 

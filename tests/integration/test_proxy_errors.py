@@ -14,6 +14,7 @@ connect timeout) and the client header timeout.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import re
@@ -789,6 +790,72 @@ def test_xff_replace_mode_for_a_trusted_peer(make_proxy, origin, http_conn):
     c.roundtrip("GET", "/x", headers=[("X-Forwarded-For", "203.0.113.1")])
     [req] = origin.wait_requests(1)
     assert req.header_all("x-forwarded-for") == ["127.0.0.1"]
+
+
+def _get_from(source: str, port: int, host: str = "127.0.0.1", family: int = 0) -> bytes:
+    """One GET to the proxy from a socket bound to `source`; the answer."""
+    fam = family or socket.AF_INET
+    with socket.socket(fam, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.bind((source, 0))
+        s.connect((host, port))
+        s.sendall(
+            b"GET /x HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 203.0.113.9\r\n"
+            b"Connection: close\r\n\r\n"
+        )
+        got = b""
+        while more := s.recv(65536):
+            got += more
+        return got
+
+
+def test_client_address_from_any_source(make_proxy, origin):
+    """The client's address as the origin sees it (X-Forwarded-For,
+    X-Real-IP) and as trusted_proxies matches it, for loopback sources whose
+    octets have one, two and three digits and zeros; only the trusted
+    source's own X-Forwarded-For is kept."""
+    proxy = make_proxy({"server": {"trusted_proxies": ["127.100.0.0/16"]}})
+    sources = ["127.1.2.3", "127.255.0.10", "127.100.20.0", "127.0.0.1"]
+    for src in sources:
+        assert _get_from(src, proxy.port).startswith(b"HTTP/1.1 200"), src
+    reqs = origin.wait_requests(len(sources))
+    assert [r.header_all("x-forwarded-for") for r in reqs] == [
+        ["127.1.2.3"],
+        ["127.255.0.10"],
+        ["203.0.113.9, 127.100.20.0"],
+        ["127.0.0.1"],
+    ]
+    assert [r.header("x-real-ip") for r in reqs] == [*sources[:2], "127.100.20.0", "127.0.0.1"]
+
+
+def test_client_address_over_ipv6(origin):
+    """An IPv6 listener: the client's address is ::1 in X-Forwarded-For."""
+    uvloop = pytest.importorskip("uvloop")
+    import fastproxy
+
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    cfg = fastproxy.Config.from_dict(
+        {
+            "server": {"listen": ["[::1]:0"], "pid_file": False},
+            "log": {"access": "off"},
+            "upstreams": {"app": {"servers": [origin.address]}},
+            "routes": [{"path_prefix": "/", "upstream": "app"}],
+        }
+    )
+
+    async def main() -> bytes:
+        async with fastproxy.Proxy(cfg) as proxy:
+            [(_, port)] = proxy.addresses
+            loop = asyncio.get_running_loop()
+            call = loop.run_in_executor(None, _get_from, "::1", port, "::1", socket.AF_INET6)
+            return await asyncio.wait_for(call, 15)
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        answer = runner.run(main())
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    [req] = origin.wait_requests(1)
+    assert req.header_all("x-forwarded-for") == ["::1"]
 
 
 def test_spoofed_forwarded_header_is_dropped_for_an_untrusted_peer(make_proxy, origin, http_conn):
