@@ -283,7 +283,8 @@ cdef class ClientProtocol(ReadConn):
         cdef Route route
         cdef Upstream ups
         cdef bytes origin_form
-        self.t_start = monotonic()
+        # precise only for the access log's duration; retry_timeout is seconds
+        self.t_start = monotonic() if self.rt.access_log is not None else coarse_now()
         self.requests += 1
         self.rt.requests_total += 1
         self.reset_request()
