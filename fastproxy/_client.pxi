@@ -479,7 +479,8 @@ cdef class ClientProtocol(ReadConn):
         idle = self.server.idle
         while idle:
             up = <UpstreamProtocol>idle.pop()
-            if not up.closed:
+            up.pooled = False
+            if not up.closed and up.state == U_IDLE:    # not one being closed already
                 self.attach(up, True)
                 return
         self.connect()

@@ -178,6 +178,7 @@ def trim_pools(Runtime rt):
                 if up.idle_since > cutoff:
                     break
                 del idle[0]
+                up.pooled = False
                 up.state = U_CLOSED
                 up.deadline = 0
                 up.close_transport()

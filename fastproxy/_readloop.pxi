@@ -56,7 +56,7 @@ cdef class ReadConn(Conn):
     on_read_failed()."""
     cdef Runtime rt
     cdef readonly bint own_read  # the worker's ReadLoop reads this socket, not the transport
-    cdef bint rl_watched        # ... and it is in the ReadLoop's set now (not paused)
+    cdef readonly bint rl_watched  # ... and it is in the ReadLoop's set now (not paused)
     cdef int rfd                # the socket the ReadLoop reads
 
     cdef int on_read(self, size_t n) except -1:
@@ -143,6 +143,8 @@ cdef int take_reading(ReadConn c, int fd) except -1:
     """Move c's reading of socket fd from its transport to the worker's
     ReadLoop."""
     cdef ReadLoop rl
+    if c.rt.closing:
+        return 0                # stopping: the transport reads what is left
     if c.rt.readloop is None:
         c.rt.readloop = ReadLoop(c.rt.loop)
     rl = <ReadLoop>c.rt.readloop

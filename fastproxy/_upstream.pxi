@@ -26,6 +26,8 @@ cdef class UpstreamProtocol(ReadConn):
     cdef const char *zb         # body bytes to send after out, from buf (not copied)
     cdef size_t zn              # ... their length; 0 outside process()
     cdef bint uq_maybe          # the transport may hold queued bytes (ufd writes wait)
+    cdef bint read_failed       # a read failed (a reset): the end is not a clean close
+    cdef bint pooled            # in server.idle (whatever its state says)
 
     def __cinit__(self, *args, **kwargs):
         self.head.headers = self.slots
@@ -63,7 +65,8 @@ cdef class UpstreamProtocol(ReadConn):
         self.rt.conns.discard(self)
         self.rt.st.upstream_active -= 1
         self.rt.st.servers[self.server.stats_index].active -= 1
-        if self.state == U_IDLE:
+        if self.pooled:             # also one aborted in the pool (stray bytes)
+            self.pooled = False
             try:
                 self.server.idle.remove(self)
             except ValueError:
@@ -80,7 +83,9 @@ cdef class UpstreamProtocol(ReadConn):
             else:
                 c.upstream_failed(502, "upstream closed mid-head")
         elif self.state == U_BODY:
-            if self.fr.kind == FP_BODY_UNTIL_CLOSE:
+            # A body delimited by the close ends with a clean one only: after
+            # a reset it is cut short, and the client must not see an end.
+            if self.fr.kind == FP_BODY_UNTIL_CLOSE and exc is None and not self.read_failed:
                 self.out.len = 0        # EOF is this body's legitimate end
                 self.zn = 0
                 if self.body_end(c):
@@ -126,6 +131,7 @@ cdef class UpstreamProtocol(ReadConn):
         # As uvloop on a read error: the transport aborts with the state as
         # it is, so connection_lost tells the client (502, or a retry).
         self.ufd = -1
+        self.read_failed = True
         if not self.closed:
             self.transport.abort()
         return 0
@@ -468,6 +474,7 @@ cdef class UpstreamProtocol(ReadConn):
             self.deadline = self.idle_since + u.keepalive_timeout
             self.resume_reading()
             self.server.idle.append(self)
+            self.pooled = True
         else:
             self.state = U_CLOSED
             self.deadline = 0

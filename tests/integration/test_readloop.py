@@ -14,6 +14,7 @@ import gc
 import socket
 import struct
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -266,7 +267,9 @@ def _ok(body: bytes) -> bytes:
 class Scripted:
     """An origin whose n-th connection answers its requests (GETs) from
     scripts[n], one step per request: (bytes to send, then "keep", "close"
-    (a FIN) or "reset" (SO_LINGER 0)).  A connection past its script closes."""
+    (a FIN), "reset" (SO_LINGER 0), or "stray": 0.3 s later, unasked-for
+    bytes, then wait for the proxy to close).  A connection past its script
+    closes."""
 
     def __init__(self, scripts: list[list[tuple[bytes, str]]]) -> None:
         self.sock = socket.create_server(("127.0.0.1", 0))
@@ -274,6 +277,7 @@ class Scripted:
         self.scripts = scripts
         self.accepted = 0
         self.requests: list[tuple[int, bytes]] = []  # (connection number, request line)
+        self.proxy_closed: dict[int, bool] = {}  # "stray": the proxy closed the connection
         self.threads: list[threading.Thread] = []
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -306,6 +310,17 @@ class Scripted:
                 if then == "close":
                     conn.shutdown(socket.SHUT_WR)
                     conn.recv(1)  # until the proxy closes too
+                    return
+                if then == "stray":
+                    time.sleep(0.3)
+                    conn.sendall(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
+                    conn.settimeout(10)
+                    try:
+                        self.proxy_closed[n] = conn.recv(1) == b""
+                    except ConnectionResetError:
+                        self.proxy_closed[n] = True  # closed with a reset
+                    except OSError:
+                        pass  # timed out: still open
                     return
 
     def close(self) -> None:
@@ -349,9 +364,17 @@ def test_server_connection_moves_and_survives_backpressure(origin, http_conn):
 
         def slow_stream() -> bytes:
             conn.request("GET", f"/stream?mib={size / 1048576}", host="t")
+            time.sleep(0.2)  # let the proxy's buffers fill before reading
             return conn.read_response().body
 
-        streamed = await _blocking(slow_stream)
+        [up] = _upstreams(rt)
+        reading = asyncio.ensure_future(_blocking(slow_stream))
+        paused = 0
+        while not reading.done():  # the loop's view between its turns
+            paused += not up.rl_watched
+            await asyncio.sleep(0)
+        streamed = await reading
+        assert paused, "the server connection was never paused in the read loop"
         answers.append(await _blocking(_get, conn, "/last"))
         assert [u.own_read for u in _upstreams(rt)] == [True]
         conn.close()
@@ -448,3 +471,60 @@ def test_server_reset_mid_body_on_a_held_connection(scripted, http_conn):
     assert head.startswith(b"HTTP/1.1 200") and b"Content-Length: 100000" in head
     assert rest == b"z" * len(rest) and 0 < len(rest) < 100000
     assert last == b"c"
+
+
+def test_server_reset_mid_close_delimited_body(scripted, http_conn):
+    """A body delimited by the close, cut by a reset: the re-chunked answer
+    to an HTTP/1.1 client must not end with the last chunk, as if whole; the
+    connection is cut instead."""
+    partial = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n" + b"y" * 5000
+    origin = scripted([[(_ok(b"a"), "keep"), (partial, "reset")], [(_ok(b"c"), "keep")]])
+
+    async def body(rt: Any, port: int) -> bytes:
+        conn = http_conn(port, timeout=15)
+        await _blocking(_get, conn, "/1")
+        assert [u.own_read for u in _upstreams(rt)] == [True]
+
+        def cut() -> bytes:
+            conn.request("GET", "/2", host="t")
+            got = b""
+            conn.sock.settimeout(10)
+            with contextlib.suppress(ConnectionResetError):
+                while not got.endswith(b"0\r\n\r\n") and (more := conn.sock.recv(65536)):
+                    got += more
+            return got
+
+        return await _blocking(cut)
+
+    got = _run(origin, body)
+    head, _, rest = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b"transfer-encoding: chunked" in head.lower()
+    assert b"y" * 100 in rest
+    assert not rest.endswith(b"0\r\n\r\n"), "a cut body was made to look complete"
+
+
+def test_stray_bytes_on_a_pooled_connection(scripted, http_conn):
+    """A server that sends bytes nobody asked for on a pooled connection:
+    the proxy closes that connection, it leaves the pool at once, and the
+    next request goes to a new one."""
+    origin = scripted([[(_ok(b"a"), "stray")], [(_ok(b"b"), "keep")]])
+
+    async def body(rt: Any, port: int) -> tuple[bytes, bytes, int]:
+        [server] = rt.router.upstreams["app"].unique_servers()
+        conn = http_conn(port, timeout=15)
+        first = await _blocking(_get, conn, "/1")
+        assert len(server.idle) == 1
+        await _until(lambda: not _upstreams(rt), "the stray bytes did not close it")
+        left = len(server.idle)
+        second = await _blocking(_get, conn, "/2")
+        conn.close()
+        return first, second, left
+
+    first, second, left = _run(origin, body)
+    assert (first, second) == (b"a", b"b")
+    assert left == 0, "a closed connection stayed in the pool"
+    assert [n for n, _ in origin.requests] == [0, 1]
+    deadline = time.monotonic() + 10
+    while 0 not in origin.proxy_closed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert origin.proxy_closed.get(0), "the proxy did not close the connection"
