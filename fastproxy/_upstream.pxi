@@ -85,7 +85,10 @@ cdef class UpstreamProtocol(ReadConn):
         elif self.state == U_BODY:
             # A body delimited by the close ends with a clean one only: after
             # a reset it is cut short, and the client must not see an end.
-            if self.fr.kind == FP_BODY_UNTIL_CLOSE and exc is None and not self.read_failed:
+            # (A TLS close without close_notify still counts as an end, as
+            # it did: many servers just close.)
+            if self.fr.kind == FP_BODY_UNTIL_CLOSE and not self.read_failed \
+                    and not isinstance(exc, ConnectionResetError):
                 self.out.len = 0        # EOF is this body's legitimate end
                 self.zn = 0
                 if self.body_end(c):
