@@ -29,6 +29,19 @@ def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float
         time.sleep(interval)
 
 
+def read_head(conn: socket.socket, buf: bytes) -> tuple[bytes, bytes] | None:
+    """A scripted origin's next request head from conn, after what buf holds
+    already: (the head without its blank line, the bytes after it), or None
+    when the peer closes first."""
+    while b"\r\n\r\n" not in buf:
+        more = conn.recv(65536)
+        if not more:
+            return None
+        buf += more
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    return head, rest
+
+
 def get_until_close(port: int, target: str = "/", host: str = "t", timeout: float = 10) -> bytes:
     """One GET on a new connection with Connection: close; every byte read
     until the proxy closes."""

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from support import free_port, get_until_close, wait_for
+from support import free_port, get_until_close, read_head, wait_for
 
 
 class Listener:
@@ -53,12 +53,10 @@ class Listener:
         with conn, contextlib.suppress(OSError):
             buf = b""
             while mode != "close" and not self._stop.is_set():
-                while b"\r\n\r\n" not in buf:
-                    data = conn.recv(65536)
-                    if not data:
-                        return
-                    buf += data
-                _, _, buf = buf.partition(b"\r\n\r\n")
+                got = read_head(conn, buf)
+                if got is None:
+                    return
+                buf = got[1]
                 if mode == "eof":
                     conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nok")
                     return

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+from support import read_head, wait_for
 
 import fastproxy
 
@@ -296,12 +297,10 @@ class Scripted:
         buf = b""
         with conn:
             for answer, then in self.scripts[n] if n < len(self.scripts) else []:
-                while b"\r\n\r\n" not in buf:
-                    more = conn.recv(65536)
-                    if not more:
-                        return
-                    buf += more
-                head, _, buf = buf.partition(b"\r\n\r\n")
+                got = read_head(conn, buf)
+                if got is None:
+                    return
+                head, buf = got
                 self.requests.append((n, head.split(b"\r\n", 1)[0]))
                 conn.sendall(answer)
                 if then == "reset":
@@ -527,7 +526,5 @@ def test_stray_bytes_on_a_pooled_connection(scripted, http_conn):
     assert (first, second) == (b"a", b"b")
     assert left == 0, "a closed connection stayed in the pool"
     assert [n for n, _ in origin.requests] == [0, 1]
-    deadline = time.monotonic() + 10
-    while 0 not in origin.proxy_closed and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert origin.proxy_closed.get(0), "the proxy did not close the connection"
+    wait_for(lambda: 0 in origin.proxy_closed, 10, "the origin to see the connection end")
+    assert origin.proxy_closed[0], "the proxy did not close the connection"

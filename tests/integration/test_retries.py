@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from support import free_port, get_until_close, wait_for
+from support import free_port, get_until_close, read_head, wait_for
 
 CHECK = {"path": "/healthz", "interval": "0.2s", "timeout": "0.2s", "fall": 2, "rise": 2}
 DETECT = 3.0  # interval x fall + timeout = 0.6 s, plus a margin for a loaded machine
@@ -87,12 +87,10 @@ class Listener:
             if self.mode == "close":
                 return
             while True:
-                while b"\r\n\r\n" not in buf:
-                    data = conn.recv(65536)
-                    if not data:
-                        return
-                    buf += data
-                head, _, buf = buf.partition(b"\r\n\r\n")
+                got = read_head(conn, buf)
+                if got is None:
+                    return
+                head, buf = got
                 with self._lock:
                     self.requests += 1
                 if self.mode == "hang":
