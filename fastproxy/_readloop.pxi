@@ -16,14 +16,6 @@
 # - A server connection moves after its first read, and stays for its life,
 #   in the pool too (an idle one must still see the server's close).
 #
-# Under load, connections become ready again while a batch is handled (a
-# server's answer to a request just sent, a client's next request), so
-# ready() asks the set again at once, while it has any, up to MORE_ROUNDS
-# batches more, before the loop gets its turn back: each event-loop turn
-# (uvloop's epoll_pwait, its handle, the GIL) costs about 1,600 instructions
-# and a system call.  The bound keeps timers and accepts waiting at most a
-# few ms under overload.
-#
 # Level-triggered, as libuv is: a connection with more bytes, or an EOF
 # behind its bytes, is simply reported again.  Like libuv, a read that
 # fills the buffer is followed by another at once (up to MORE_READS), so a
@@ -59,7 +51,6 @@ cdef extern from "<sys/epoll.h>" nogil:
 
 DEF READY_BATCH = 64        # connections read per call of ready()
 DEF MORE_READS = 16         # reads in a row while each fills the buffer
-DEF MORE_ROUNDS = 8         # batches more per call while the set has ready connections
 
 
 cdef class ReadConn(Conn):
@@ -132,19 +123,13 @@ cdef class ReadLoop:
             epoll_ctl(self.epfd, EPOLL_CTL_DEL, c.rfd, &ev)
 
     def ready(self):
-        """The loop's callback: one read from each ready connection, and
-        again while more are ready (up to MORE_ROUNDS times)."""
+        """The loop's callback: one read from each ready connection."""
         cdef epoll_event evs[READY_BATCH]
-        cdef int n, i, rounds = 1 + MORE_ROUNDS
+        cdef int n = epoll_wait(self.epfd, evs, READY_BATCH, 0), i
         cdef ReadConn c
-        while rounds:
-            n = epoll_wait(self.epfd, evs, READY_BATCH, 0)
-            for i in range(n):
-                c = <ReadConn>evs[i].data.ptr     # a reference for the call
-                read_ready(c)
-            if n <= 0:
-                break
-            rounds -= 1
+        for i in range(n):
+            c = <ReadConn>evs[i].data.ptr     # a reference for the call
+            read_ready(c)
 
     def close(self):
         """The worker is stopping and every connection has been aborted."""
