@@ -334,6 +334,7 @@ cdef cache_serve(ClientProtocol self, CacheRegion r, fp_cache_hit *hit, int64_t 
     """Answer from a pinned entry: head from C, then written to the socket
     directly (cache_send_direct), or, behind queued bytes or on TLS, copied
     once into the bytes object handed to transport.write."""
+    global ANSWERED_IN_READ
     cdef bint close = not self.keep_alive
     cdef bint head_only = self.method_id == FP_M_HEAD
     cdef const char *xn = xc_name(xc) if self.route.x_cache else NULL
@@ -364,6 +365,8 @@ cdef cache_serve(ClientProtocol self, CacheRegion r, fp_cache_hit *hit, int64_t 
     if close:
         self.close()
     else:
+        if xc == XC_HIT and out is None and self.tq_empty:
+            ANSWERED_IN_READ += 1   # all sent here: the read loop may ask its set again
         self.state = C_HEAD
         self.reset_request()
         self.set_deadline(T_IDLE, self.rt.keepalive_timeout)

@@ -16,6 +16,16 @@
 # - A server connection moves after its first read, and stays for its life,
 #   in the pool too (an idle one must still see the server's close).
 #
+# While every connection of a batch was answered whole inside its read (a
+# cache hit sent straight to the socket: nothing left for the loop to do),
+# ready() asks its set again before giving the loop its turn back, up to
+# MORE_BATCHES times and MORE_BATCHES_TIME: a loop turn (uvloop's
+# epoll_pwait, its handle, the GIL) costs about 1,600 instructions and a
+# system call, and under load the next requests are in by then.  Anything
+# else in a batch (a request sent upstream, an EOF, a local answer) ends the
+# call, since it may wait on the loop: asking again regardless stretched
+# proxied requests' tail to tens of ms (bench/RESULTS.md, 2026-11-29).
+#
 # Level-triggered, as libuv is: a connection with more bytes, or an EOF
 # behind its bytes, is simply reported again.  Like libuv, a read that
 # fills the buffer is followed by another at once (up to MORE_READS), so a
@@ -51,6 +61,13 @@ cdef extern from "<sys/epoll.h>" nogil:
 
 DEF READY_BATCH = 64        # connections read per call of ready()
 DEF MORE_READS = 16         # reads in a row while each fills the buffer
+DEF MORE_BATCHES = 16       # batches more per call while every read was answered whole
+DEF MORE_BATCHES_TIME = 0.0005  # ... and for at most this long (s): timers, accepts wait
+
+# Requests answered whole inside a read, with nothing left for the loop to
+# do (cache_serve counts them): while every connection of a batch gave one,
+# ready() may ask its set again instead of returning to the loop.
+cdef uint64_t ANSWERED_IN_READ = 0
 
 
 cdef class ReadConn(Conn):
@@ -97,6 +114,7 @@ cdef class ReadLoop:
     cdef int epfd
     cdef object loop
     cdef bint watching          # the loop watches epfd
+    cdef readonly uint64_t calls, batches   # ready() calls, and the non-empty sets they read
 
     def __cinit__(self, loop):
         self.loop = loop
@@ -123,13 +141,34 @@ cdef class ReadLoop:
             epoll_ctl(self.epfd, EPOLL_CTL_DEL, c.rfd, &ev)
 
     def ready(self):
-        """The loop's callback: one read from each ready connection."""
+        """The loop's callback: one read from each ready connection, and
+        again while each was answered whole (see the top of the file)."""
         cdef epoll_event evs[READY_BATCH]
-        cdef int n = epoll_wait(self.epfd, evs, READY_BATCH, 0), i
+        cdef int n, i, more = MORE_BATCHES
+        cdef bint whole
+        cdef uint64_t before
+        cdef double until = 0
         cdef ReadConn c
-        for i in range(n):
-            c = <ReadConn>evs[i].data.ptr     # a reference for the call
-            read_ready(c)
+        self.calls += 1
+        while True:
+            n = epoll_wait(self.epfd, evs, READY_BATCH, 0)
+            if n <= 0:
+                return
+            self.batches += 1
+            whole = True
+            for i in range(n):
+                c = <ReadConn>evs[i].data.ptr     # a reference for the call
+                before = ANSWERED_IN_READ
+                read_ready(c)
+                if ANSWERED_IN_READ == before:
+                    whole = False
+            if not whole or not more:
+                return
+            if until == 0:
+                until = monotonic() + MORE_BATCHES_TIME
+            elif monotonic() > until:
+                return
+            more -= 1
 
     def close(self):
         """The worker is stopping and every connection has been aborted."""

@@ -241,6 +241,55 @@ def test_resets_and_closes_leave_nothing_behind(origin, http_conn):
     assert after == before, f"{after - before} client protocols were never freed"
 
 
+def _burst(origin: Any, http_conn: Any, target: str, **extra: Any) -> tuple[int, int, int]:
+    """N keep-alive connections held by the read loop, then one request of
+    `target` on each, all waiting before the loop's next turn: (ready()
+    calls, batches read, statuses other than expected) for that burst."""
+    n = 100  # more than one batch of READY_BATCH (64)
+    origin.extra_headers = [("Cache-Control", "max-age=600")]
+
+    async def body(rt: Any, port: int) -> tuple[int, int, int]:
+        conns = [http_conn(port, timeout=15) for _ in range(n)]
+
+        def one_each() -> list[int]:
+            return [c.roundtrip("GET", target, host="t").status for c in conns]
+
+        first = await _blocking(one_each)  # the first fills the cache on a cache route
+        assert len(_held(rt)) == n, "every connection waits in the read loop"
+        rl = rt.readloop
+        calls, batches = rl.calls, rl.batches
+        for c in conns:  # no await: every request is in before ready() runs
+            c.send(f"GET {target} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        again = await _blocking(lambda: [c.read_response().status for c in conns])
+        bad = sum(s != first[0] for s in first + again)
+        return rl.calls - calls, rl.batches - batches, bad
+
+    return _run(origin, body, **extra)
+
+
+def test_cache_hits_answered_whole_ask_the_set_again(origin, http_conn):
+    """While every connection of a batch is answered whole from the cache,
+    ready() reads its set again before the loop gets its turn back: the
+    burst is one call.  (Without that it takes one call per batch.)"""
+    routes = [{"path_prefix": "/", "upstream": "app", "cache": True}]
+    calls, batches, bad = _burst(
+        origin, http_conn, "/cache/hot", routes=routes, cache={"size": "32MiB"}
+    )
+    assert bad == 0
+    assert origin.cache_hits == {"/cache/hot": 1}
+    assert (calls, batches) == (1, 2)
+
+
+def test_other_answers_give_the_loop_its_turn(origin, http_conn):
+    """A batch with anything but a whole cache hit (here local answers) ends
+    ready(): the loop may have work from it, so the burst takes two calls."""
+    calls, batches, bad = _burst(
+        origin, http_conn, "/local", routes=[{"path_prefix": "/", "return": 204}]
+    )
+    assert bad == 0
+    assert (calls, batches) == (2, 2)
+
+
 def test_stop_closes_moved_idle_connections(origin, http_conn):
     async def body(rt: Any, port: int) -> Any:
         conn = http_conn(port, timeout=15)
