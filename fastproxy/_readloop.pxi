@@ -19,7 +19,9 @@
 # While every connection of a batch was answered whole inside its read (a
 # cache hit sent straight to the socket: nothing left for the loop to do),
 # ready() asks its set again before giving the loop its turn back, up to
-# MORE_BATCHES times and MORE_BATCHES_TIME: a loop turn (uvloop's
+# MORE_BATCHES times and MORE_BATCHES_TIME, if the batch had more than one
+# connection (a lone one, as with one client at a time, would make it an
+# epoll_wait that finds nothing, every request): a loop turn (uvloop's
 # epoll_pwait, its handle, the GIL) costs about 1,600 instructions and a
 # system call, and under load the next requests are in by then.  Anything
 # else in a batch (a request sent upstream, an EOF, a local answer) ends the
@@ -162,8 +164,8 @@ cdef class ReadLoop:
                 read_ready(c)
                 if ANSWERED_IN_READ == before:
                     whole = False
-            if not whole or not more:
-                return
+            if not whole or not more or n < 2:
+                return          # (one connection alone: most likely nothing more comes yet)
             if until == 0:
                 until = monotonic() + MORE_BATCHES_TIME
             elif monotonic() > until:
