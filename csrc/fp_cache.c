@@ -347,8 +347,8 @@ static void fill_hit(fp_cache *c, uint64_t off, fp_cache_hit *out)
     out->file_off = e->paged ? (int64_t)fp_body_off(c, off) : -1;
 }
 
-int fp_cache_lookup(fp_cache *c, int slot, const void *key, size_t klen, uint64_t vary,
-                    unsigned flags, fp_cache_hit *out)
+static int lookup(fp_cache *c, int slot, const void *key, size_t klen, uint64_t vary,
+                  unsigned flags, uint8_t *buf, size_t cap, fp_cache_hit *out)
 {
     if (slot < 0 || (uint32_t)slot >= c->nprocs) return FP_CACHE_EINVAL;
     uint64_t h = fp_cache_hash(key, klen);
@@ -359,6 +359,26 @@ int fp_cache_lookup(fp_cache *c, int slot, const void *key, size_t klen, uint64_
         fp_unlock(c);
         return FP_CACHE_MISS;
     }
+    fp_entry *e = FP_ENT(c, off);
+    if (buf && !e->paged && e->head_len + e->body_len <= cap) {
+        /* A copy: no pin to take now and drop under the lock again later. */
+        fill_hit(c, off, out);
+        memcpy(buf, out->head, out->head_len);
+        memcpy(buf + out->head_len, out->body, out->body_len);
+        out->key = NULL;
+        out->head = buf;
+        out->body = buf + out->head_len;
+        out->pin = -1;
+        if (!(flags & FP_CACHE_NOTOUCH) && c->lru_head != off) {
+            mut_begin(c);
+            lru_unlink(c, off);
+            fp_lru_push_front(c, off);
+            mut_end(c);
+        }
+        if (!(flags & FP_CACHE_NOCOUNT)) c->st.hits++;
+        fp_unlock(c);
+        return FP_CACHE_HIT;
+    }
     fp_proc *p = fp_proc_at(c, (uint32_t)slot);
     int32_t k = -1;
     for (uint32_t i = 0; i < c->npins; i++)
@@ -367,7 +387,6 @@ int fp_cache_lookup(fp_cache *c, int slot, const void *key, size_t klen, uint64_
         fp_unlock(c);
         return FP_CACHE_ENOPIN;
     }
-    fp_entry *e = FP_ENT(c, off);
     mut_begin(c);
     p->pins[k].id = e->id;
     p->pins[k].off = off;
@@ -384,6 +403,18 @@ int fp_cache_lookup(fp_cache *c, int slot, const void *key, size_t klen, uint64_
     out->pin = k;
     fp_unlock(c);
     return FP_CACHE_HIT;
+}
+
+int fp_cache_lookup(fp_cache *c, int slot, const void *key, size_t klen, uint64_t vary,
+                    unsigned flags, fp_cache_hit *out)
+{
+    return lookup(c, slot, key, klen, vary, flags, NULL, 0, out);
+}
+
+int fp_cache_lookup_copy(fp_cache *c, int slot, const void *key, size_t klen, uint64_t vary,
+                         unsigned flags, void *buf, size_t cap, fp_cache_hit *out)
+{
+    return lookup(c, slot, key, klen, vary, flags, buf, cap, out);
 }
 
 void fp_cache_release(fp_cache *c, int slot, int32_t pin)

@@ -149,6 +149,13 @@ uint64_t fp_cache_hash(const void *key, size_t len);
 
 int fp_cache_lookup(fp_cache *c, int slot, const void *key, size_t klen, uint64_t vary,
                     unsigned flags, fp_cache_hit *out);
+/* The same, except that an entry that is not page-laid and whose head and
+ * body fit in cap bytes is copied into buf under the lock instead of pinned:
+ * out->head and out->body then point into buf, out->key is NULL, out->pin
+ * -1 (releasing it does nothing) and out->file_off -1.  A small hit thus
+ * takes the lock once instead of twice. */
+int fp_cache_lookup_copy(fp_cache *c, int slot, const void *key, size_t klen, uint64_t vary,
+                         unsigned flags, void *buf, size_t cap, fp_cache_hit *out);
 void fp_cache_release(fp_cache *c, int slot, int32_t pin);
 /* The caller is about to sendfile this pinned hit's body (file_off >= 0):
  * from now on freeing the entry drops its pages.  No lock: the pin keeps

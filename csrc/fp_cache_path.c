@@ -205,32 +205,98 @@ int fp_cpath_judge(const fp_cache_meta *m, const fp_cc *req, int64_t now, int64_
     return FP_CP_STALE;
 }
 
-static int put_tail(fp_wbuf *o, int64_t age, const char *xc, int close, int client_minor)
+/* The hit's own fields after the stored head, written at p (the caller
+ * reserved TAIL_MAX): Age, X-Cache, connection handling.  A hit writes one
+ * every request, so no per-piece bounds checks here. */
+#define TAIL_MAX 128
+#define PUT_LIT(p, s) (memcpy((p), (s), sizeof(s) - 1), (p) + sizeof(s) - 1)
+
+static char *put_dec(char *p, uint64_t v)
 {
-    if (fp_wbuf_lit(o, "Age: ") || fp_wbuf_u64(o, (uint64_t)(age < 0 ? 0 : age), 10) ||
-        fp_wbuf_lit(o, "\r\n"))
-        return -1;
-    if (xc && (fp_wbuf_lit(o, "X-Cache: ") || fp_wbuf_put(o, xc, strlen(xc)) ||
-               fp_wbuf_lit(o, "\r\n")))
-        return -1;
-    if (close) return fp_wbuf_lit(o, "Connection: close\r\n");
-    if (client_minor == 0) return fp_wbuf_lit(o, "Connection: keep-alive\r\n");
-    return 0;
+    if (v < 10) {           /* Age, mostly */
+        *p = (char)('0' + v);
+        return p + 1;
+    }
+    int n = 1;
+    for (uint64_t t = v; t >= 10; t /= 10) n++;
+    char *e = p + n;
+    do {
+        *--e = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return p + n;
+}
+
+static char *put_tail(char *p, int64_t age, const char *xc, int close, int client_minor)
+{
+    p = put_dec(PUT_LIT(p, "Age: "), (uint64_t)(age < 0 ? 0 : age));
+    p = PUT_LIT(p, "\r\n");
+    if (xc) {               /* one of _cache_path.pxi's X-Cache names: short */
+        size_t n = strnlen(xc, 24);
+        p = PUT_LIT(p, "X-Cache: ");
+        memcpy(p, xc, n);
+        p = PUT_LIT(p + n, "\r\n");
+    }
+    if (close) return PUT_LIT(p, "Connection: close\r\n");
+    if (client_minor == 0) return PUT_LIT(p, "Connection: keep-alive\r\n");
+    return p;
 }
 
 int fp_cpath_write_hit(fp_wbuf *o, const fp_cache_hit *hit, int64_t age, const char *xc,
                        int close, int client_minor, int head_only)
 {
-    if (fp_wbuf_reserve(o, hit->head_len + 128 + (head_only ? 0 : hit->body_len)) ||
-        fp_wbuf_put(o, hit->head, hit->head_len) || put_tail(o, age, xc, close, client_minor))
+    if (fp_wbuf_reserve(o, hit->head_len + TAIL_MAX + (head_only ? 0 : hit->body_len)))
         return -1;
+    char *p = o->data + o->len;
+    memcpy(p, hit->head, hit->head_len);
+    p = put_tail(p + hit->head_len, age, xc, close, client_minor);
     /* 204 and 304 have no content; everything else is framed by length */
-    if (hit->meta.status != 204 && hit->meta.status != 304 &&
-        (fp_wbuf_lit(o, "Content-Length: ") || fp_wbuf_u64(o, hit->body_len, 10) ||
-         fp_wbuf_lit(o, "\r\n")))
-        return -1;
-    if (fp_wbuf_lit(o, "\r\n")) return -1;
-    return head_only ? 0 : fp_wbuf_put(o, hit->body, hit->body_len);
+    if (hit->meta.status != 204 && hit->meta.status != 304)
+        p = PUT_LIT(put_dec(PUT_LIT(p, "Content-Length: "), hit->body_len), "\r\n");
+    p = PUT_LIT(p, "\r\n");
+    if (!head_only) {
+        memcpy(p, hit->body, hit->body_len);
+        p += hit->body_len;
+    }
+    o->len = (size_t)(p - o->data);
+    return 0;
+}
+
+/* ASCII lower case of n bytes into dst, eight at a time (a byte >= 0x80 is
+ * kept as it is): the host of every cache key. */
+static void lower_copy(char *dst, const char *src, size_t n)
+{
+    const uint64_t ones = UINT64_C(0x0101010101010101);
+    if (n < 8) {
+        for (size_t i = 0; i < n; i++) dst[i] = (char)lower((unsigned char)src[i]);
+        return;
+    }
+    for (size_t i = 0;; i += 8) {
+        if (i + 8 > n) i = n - 8;   /* the last word overlaps: same bytes, same result */
+        uint64_t w, low7;
+        memcpy(&w, src + i, 8);
+        low7 = w & (0x7f * ones);
+        /* high bit of each byte: 'A' <= b <= 'Z' and b < 0x80 */
+        uint64_t upper = ((low7 + (0x80 - 'A') * ones) ^ (low7 + (0x80 - 'Z' - 1) * ones)) &
+                         ~w & (0x80 * ones);
+        w |= upper >> 2;            /* 0x80 >> 2 == 0x20: the case bit */
+        memcpy(dst + i, &w, 8);
+        if (i + 8 == n) return;
+    }
+}
+
+int fp_cpath_key(fp_wbuf *o, const char *scheme, size_t sl, const char *host, size_t hl,
+                 const char *target, size_t tl)
+{
+    o->len = 0;
+    if (fp_wbuf_reserve(o, 7 + sl + hl + tl)) return -1;
+    char *p = PUT_LIT(o->data, "GET ");
+    memcpy(p, scheme, sl);
+    p = PUT_LIT(p + sl, "://");
+    lower_copy(p, host, hl);
+    memcpy(p + hl, target, tl);
+    o->len = (size_t)(p + hl + tl - o->data);
+    return 0;
 }
 
 static int keep_in_304(const char *name, size_t n)
@@ -250,8 +316,10 @@ int fp_cpath_write_304(fp_wbuf *o, const fp_cache_hit *hit, int64_t age, const c
     EACH_LINE(head, n, {
         if (keep_in_304(line, nlen) && fp_wbuf_put(o, line, llen)) return -1;
     });
-    if (put_tail(o, age, xc, close, client_minor)) return -1;
-    return fp_wbuf_lit(o, "\r\n");
+    if (fp_wbuf_reserve(o, TAIL_MAX)) return -1;
+    o->len = (size_t)(PUT_LIT(put_tail(o->data + o->len, age, xc, close, client_minor), "\r\n") -
+                      o->data);
+    return 0;
 }
 
 int fp_cpath_append(fp_cache *c, fp_cache_put *p, const char *d, size_t n, int chunked)

@@ -60,6 +60,11 @@ uint64_t fp_cpath_vary(const char *vary, size_t vlen, const char *req, size_t rl
  * 5.2.1 request directives).  *age: the current age (4.2.3). */
 int fp_cpath_judge(const fp_cache_meta *m, const fp_cc *req, int64_t now, int64_t *age);
 
+/* A cache key's fixed part into o (from its start): "GET " scheme "://"
+ * host (lower-cased) target. */
+int fp_cpath_key(fp_wbuf *o, const char *scheme, size_t sl, const char *host, size_t hl,
+                 const char *target, size_t tl);
+
 /* A hit: stored head + Age + X-Cache (xc may be NULL) + Content-Length +
  * connection handling + blank line, then the body unless head_only.  A 304
  * (status304) answers a conditional request from a fresh entry. */

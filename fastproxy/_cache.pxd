@@ -11,6 +11,7 @@ from fastproxy.fp_cache cimport (
     fp_cache_commit,
     fp_cache_hit,
     fp_cache_lookup,
+    fp_cache_lookup_copy,
     fp_cache_meta,
     fp_cache_note_sendfile,
     fp_cache_put,
@@ -19,12 +20,18 @@ from fastproxy.fp_cache cimport (
 )
 
 
+cdef enum:
+    COPY_MAX = 2048     # bytes of head + body: copying them costs less than a second lock
+
+
 cdef class CacheRegion:
     cdef fp_cache *c
     cdef readonly size_t size
     cdef readonly int slot          # this process's pin slot, -1 = not attached
     cdef readonly int fd            # the region's memfd (sendfile source), -1 = none
     cdef int pid                    # the process `slot` belongs to
+    # small hits are copied here rather than pinned (cache_lookup_copy)
+    cdef unsigned char copy_buf[COPY_MAX]
     cdef int _ensure_slot(self) except -1
 
 
@@ -32,6 +39,15 @@ cdef inline int cache_lookup(CacheRegion r, const char *key, size_t klen, uint64
                              unsigned flags, fp_cache_hit *out) noexcept:
     """FP_CACHE_HIT (out pinned), FP_CACHE_MISS, or < 0 (treat as a miss)."""
     return fp_cache_lookup(r.c, r.slot, key, klen, vary, flags, out)
+
+
+cdef inline int cache_lookup_copy(CacheRegion r, const char *key, size_t klen, uint64_t vary,
+                                  unsigned flags, fp_cache_hit *out) noexcept:
+    """cache_lookup, except that a small entry comes as a copy in the
+    region's buffer (valid until the next lookup in this process) instead of
+    pinned.  For the request path, which is done with a hit before it looks
+    up another."""
+    return fp_cache_lookup_copy(r.c, r.slot, key, klen, vary, flags, r.copy_buf, COPY_MAX, out)
 
 
 cdef inline void cache_release(CacheRegion r, int32_t pin) noexcept:

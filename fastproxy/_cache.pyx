@@ -256,13 +256,15 @@ cdef class CacheRegion:
 
     def get(self, bytes key, *, uint64_t vary=0, bint any_variant=False, bint count=True,
             bint touch=True):
-        """(head, body, meta) copied out of the region, or None."""
+        """(head, body, meta) copied out of the region, or None.  Looks up
+        as the request path does: a small entry copied under the lock, a
+        larger one pinned while it is copied."""
         self._ensure_slot()
         cdef fp_cache_hit hit
         cdef unsigned flags = ((FP_CACHE_ANY_VARIANT if any_variant else 0) |
                                (0 if count else FP_CACHE_NOCOUNT) |
                                (0 if touch else FP_CACHE_NOTOUCH))
-        r = cache_lookup(self, key, len(key), vary, flags, &hit)
+        r = cache_lookup_copy(self, key, len(key), vary, flags, &hit)
         if r != FP_CACHE_HIT:
             return None
         try:

@@ -17,7 +17,9 @@ from libc.time cimport time as c_time
 from cpython.bytes cimport PyBytes_AS_STRING
 
 from fastproxy._cache cimport CacheRegion, cache_begin, cache_commit, cache_abort
-from fastproxy._cache cimport cache_lookup, cache_note_sendfile, cache_ready_head, cache_release
+from fastproxy._cache cimport (
+    cache_lookup, cache_lookup_copy, cache_note_sendfile, cache_ready_head, cache_release,
+)
 from fastproxy.fp_cache cimport (
     FP_CACHE_ANY_VARIANT, FP_CACHE_HIT, FP_CACHE_NOCOUNT, FP_CACHE_NOTOUCH, FP_CACHE_OK,
     FP_CACHE_SENDFILE_MIN,
@@ -100,24 +102,14 @@ cdef bint name_is(const char *p, fp_span s, bytes low) noexcept:
 cdef int cache_key(ClientProtocol self, fp_wbuf *w, const char *p, const char *host, size_t hl,
                    const char *t, size_t tl, const char *q, bint extras) except -1:
     """The key (cache_admin's format): "GET " scheme "://" host target ["\\n" extras]."""
-    cdef size_t i, n = tl
+    cdef size_t n = tl
     cdef uint32_t j
-    cdef char *d
     cdef Route route = self.route
-    w.len = 0
-    if fp_wbuf_reserve(w, 16 + len(self.proto) + hl + tl) or fp_wbuf_put(w, b"GET ", 4) \
-            or fp_wbuf_put(w, <const char *>self.proto, len(self.proto)) \
-            or fp_wbuf_put(w, b"://", 3):
-        raise MemoryError()
-    d = w.data + w.len
-    for i in range(hl):
-        d[i] = lower_c(host[i])
-    w.len += hl
     if q != NULL and not route.cache_query:
         n = q - t
-    if fp_wbuf_put(w, t, n):
+    if fp_cpath_key(w, <const char *>self.proto, len(self.proto), host, hl, t, n):
         raise MemoryError()
-    if not extras:
+    if not extras or not route.cache_headers:
         return 0
     for name in route.cache_headers:            # key extras: "\n" name ": " value
         for j in range(self.head.num_headers):
@@ -167,8 +159,9 @@ cdef bint cache_request(ClientProtocol self, const char *p, size_t head_len, con
     now = c_time(NULL)
     # Newest variant of the URL: no Vary (the common case) is the answer;
     # otherwise its Vary names the request fields of the secondary key (4.1).
-    if cache_lookup(r, self.wb.data, self.wb.len, 0, FP_CACHE_ANY_VARIANT | FP_CACHE_NOCOUNT,
-                    &hit) == FP_CACHE_HIT:
+    # A small entry comes copied (one lock), a larger one pinned (released below).
+    if cache_lookup_copy(r, self.wb.data, self.wb.len, 0,
+                         FP_CACHE_ANY_VARIANT | FP_CACHE_NOCOUNT, &hit) == FP_CACHE_HIT:
         if hit.meta.vary_hash != 0:
             vn = fp_cpath_field(<const char *>hit.head, hit.head_len, b"vary", 4, vary,
                                 sizeof(vary))
@@ -176,8 +169,8 @@ cdef bint cache_request(ClientProtocol self, const char *p, size_t head_len, con
                                self.enc_req.choice) if vn < sizeof(vary) else 0
             if vh != hit.meta.vary_hash:
                 cache_release(r, hit.pin)
-                if vh == 0 or cache_lookup(r, self.wb.data, self.wb.len, vh,
-                                           FP_CACHE_NOCOUNT, &hit) != FP_CACHE_HIT:
+                if vh == 0 or cache_lookup_copy(r, self.wb.data, self.wb.len, vh,
+                                                FP_CACHE_NOCOUNT, &hit) != FP_CACHE_HIT:
                     return cache_miss(self, p, head_len, now, nofill)
         verdict = fp_cpath_judge(&hit.meta, &self.creq, now, &age)
         if verdict == FP_CP_FRESH:

@@ -83,6 +83,9 @@ cdef extern from "fp_cache.h" nogil:
     uint64_t fp_cache_hash(const void *key, size_t len)
     int fp_cache_lookup(fp_cache *c, int slot, const void *key, size_t klen, uint64_t vary,
                         unsigned flags, fp_cache_hit *out)
+    int fp_cache_lookup_copy(fp_cache *c, int slot, const void *key, size_t klen,
+                             uint64_t vary, unsigned flags, void *buf, size_t cap,
+                             fp_cache_hit *out)
     void fp_cache_release(fp_cache *c, int slot, int32_t pin)
     void fp_cache_note_sendfile(fp_cache *c, const fp_cache_hit *hit)
     int fp_cache_ready_head(fp_cache *c, const fp_cache_hit *hit, const void *head, size_t hlen,

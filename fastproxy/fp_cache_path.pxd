@@ -37,6 +37,8 @@ cdef extern from "fp_cache_path.h" nogil:
     uint64_t fp_cpath_vary(const char *vary, size_t vlen, const char *req, size_t rlen,
                            int drop_ae, unsigned coding)
     int fp_cpath_judge(const fp_cache_meta *m, const fp_cc *req, int64_t now, int64_t *age)
+    int fp_cpath_key(fp_wbuf *o, const char *scheme, size_t sl, const char *host, size_t hl,
+                     const char *target, size_t tl)
     int fp_cpath_write_hit(fp_wbuf *o, const fp_cache_hit *hit, int64_t age, const char *xc,
                            int close, int client_minor, int head_only)
     int fp_cpath_write_304(fp_wbuf *o, const fp_cache_hit *hit, int64_t age, const char *xc,
