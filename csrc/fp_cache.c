@@ -360,39 +360,27 @@ static int lookup(fp_cache *c, int slot, const void *key, size_t klen, uint64_t 
         return FP_CACHE_MISS;
     }
     fp_entry *e = FP_ENT(c, off);
-    if (buf && !e->paged && e->head_len + e->body_len <= cap) {
-        /* A copy: no pin to take now and drop under the lock again later. */
-        fill_hit(c, off, out);
-        memcpy(buf, out->head, out->head_len);
-        memcpy(buf + out->head_len, out->body, out->body_len);
-        out->key = NULL;
-        out->head = buf;
-        out->body = buf + out->head_len;
-        out->pin = -1;
-        if (!(flags & FP_CACHE_NOTOUCH) && c->lru_head != off) {
-            mut_begin(c);
-            lru_unlink(c, off);
-            fp_lru_push_front(c, off);
-            mut_end(c);
-        }
-        if (!(flags & FP_CACHE_NOCOUNT)) c->st.hits++;
-        fp_unlock(c);
-        return FP_CACHE_HIT;
-    }
+    /* A small entry is copied out now: no pin to take, and none to drop
+     * under the lock again later. */
+    int copy = buf && !e->paged && e->head_len + e->body_len <= cap;
     fp_proc *p = fp_proc_at(c, (uint32_t)slot);
     int32_t k = -1;
-    for (uint32_t i = 0; i < c->npins; i++)
-        if (!p->pins[i].off) { k = (int32_t)i; break; }
-    if (k < 0) {
-        fp_unlock(c);
-        return FP_CACHE_ENOPIN;
+    if (!copy) {
+        for (uint32_t i = 0; i < c->npins; i++)
+            if (!p->pins[i].off) { k = (int32_t)i; break; }
+        if (k < 0) {
+            fp_unlock(c);
+            return FP_CACHE_ENOPIN;
+        }
     }
     mut_begin(c);
-    p->pins[k].id = e->id;
-    p->pins[k].off = off;
-    p->used++;
-    FP_CRASH_POINT();
-    e->refs++;
+    if (!copy) {
+        p->pins[k].id = e->id;
+        p->pins[k].off = off;
+        p->used++;
+        FP_CRASH_POINT();
+        e->refs++;
+    }
     if (!(flags & FP_CACHE_NOTOUCH) && c->lru_head != off) {
         lru_unlink(c, off);
         fp_lru_push_front(c, off);
@@ -401,6 +389,13 @@ static int lookup(fp_cache *c, int slot, const void *key, size_t klen, uint64_t 
     mut_end(c);
     fill_hit(c, off, out);
     out->pin = k;
+    if (copy) {
+        memcpy(buf, out->head, out->head_len);
+        memcpy(buf + out->head_len, out->body, out->body_len);
+        out->key = NULL;
+        out->head = buf;
+        out->body = buf + out->head_len;
+    }
     fp_unlock(c);
     return FP_CACHE_HIT;
 }

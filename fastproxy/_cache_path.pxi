@@ -282,8 +282,9 @@ cdef bint cache_send_direct(ClientProtocol self, CacheRegion r, fp_cache_hit *hi
     (keep-alive answers: a closing one wants its FIN riding with the last
     bytes, which only sendmsg's MSG_MORE gives); otherwise, from 24 KiB, the
     head by send and the body by sendfile.  The rest goes in one sendmsg
-    straight from the pinned region.  What the socket does not take is
-    copied into the transport.  False: not possible here, nothing sent."""
+    straight from the pinned region (or a small hit's copy).  What the
+    socket does not take is copied into the transport.  False: not
+    possible here, nothing sent."""
     cdef int sock = self.direct_fd()
     cdef size_t sent, total = self.wb.len + body_len
     if sock < 0:
@@ -324,8 +325,8 @@ cdef bytes hit_bytes(ClientProtocol self, fp_cache_hit *hit, size_t body_len, si
 
 cdef cache_serve(ClientProtocol self, CacheRegion r, fp_cache_hit *hit, int64_t now,
                  int64_t age, int xc, size_t head_len, bint not_modified):
-    """Answer from a pinned entry: head from C, then written to the socket
-    directly (cache_send_direct), or, behind queued bytes or on TLS, copied
+    """Answer from a pinned or copied entry: head from C, then written to
+    the socket directly (cache_send_direct), or, behind queued bytes or on TLS, copied
     once into the bytes object handed to transport.write."""
     global ANSWERED_IN_READ
     cdef bint close = not self.keep_alive
