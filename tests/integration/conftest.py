@@ -163,6 +163,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from support import LabelOrigin
 
 # The fastproxy tree the proxy processes run from; FASTPROXY_TEST_TREE points the tests at
 # another built checkout (e.g. to check that a test fails without a fix).
@@ -1197,6 +1198,20 @@ def origin() -> Iterator[Origin]:
         yield o
     finally:
         o.stop()
+
+
+@pytest.fixture
+def label_origins() -> Iterator[Callable[[str], LabelOrigin]]:
+    """label_origins("A"): a started support.LabelOrigin, stopped after the test."""
+    made: list[LabelOrigin] = []
+
+    def make(name: str) -> LabelOrigin:
+        made.append(LabelOrigin(name))
+        return made[-1]
+
+    yield make
+    for o in made:
+        o.close()
 
 
 @pytest.fixture

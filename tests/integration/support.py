@@ -3,11 +3,14 @@ sys.path while pytest runs them; fixtures live in conftest.py)."""
 
 from __future__ import annotations
 
+import http.server
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 
 def free_port() -> int:
@@ -85,3 +88,48 @@ def call(
     lines = head.decode("latin-1").split("\r\n")
     fields = {k.lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
     return int(lines[0].split()[1]), fields, body
+
+
+class LabelOrigin:
+    """HTTP/1.1 origin: every path answers 200 `origin-NAME`; /slow?delay=S sleeps first."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.hits = 0
+        self.slow_started = threading.Event()
+        lock = threading.Lock()
+        origin = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self) -> None:
+                super().setup()  # head and body are two writes: no Nagle delay between them
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                with lock:
+                    origin.hits += 1
+                url = urlsplit(self.path)
+                body = f"origin-{origin.name}".encode()
+                if url.path == "/slow":
+                    origin.slow_started.set()
+                    time.sleep(float(parse_qs(url.query)["delay"][0]))
+                    body = b"slow"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -9,14 +9,12 @@ Everything runs on 127.0.0.1; every wait polls with a deadline.
 
 from __future__ import annotations
 
-import http.server
 import json
 import os
 import signal
 import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -139,48 +137,6 @@ def check_histograms(m: Metrics) -> None:
         assert counts == sorted(counts), f"not cumulative: {counts}"
         assert counts[-1] == m.get(name + "_count", **labels)
         assert m.get(name + "_sum", **labels) >= 0
-
-
-class SmallOrigin:
-    """A second origin for the reload test: every path answers 200 `origin-NAME`."""
-
-    def __init__(self, name: str) -> None:
-        body = f"origin-{name}".encode()
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.address = f"127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def small_origin() -> Iterator[Callable[[str], SmallOrigin]]:
-    made: list[SmallOrigin] = []
-
-    def make(name: str) -> SmallOrigin:
-        made.append(SmallOrigin(name))
-        return made[-1]
-
-    yield make
-    for o in made:
-        o.close()
 
 
 def config(upstream: str, admin_port: int, token: str | None = None) -> dict[str, Any]:
@@ -382,7 +338,9 @@ def test_killed_worker_does_not_lower_the_counters(origin, start):
     check_histograms(m)
 
 
-def test_reload_adds_labels_keeps_totals_and_rebinds_admin(origin, start, small_origin, toml_dumps):
+def test_reload_adds_labels_keeps_totals_and_rebinds_admin(
+    origin, start, label_origins, toml_dumps
+):
     admin = free_port()
     p = start(config(origin.address, admin))
     for _ in range(20):
@@ -390,7 +348,7 @@ def test_reload_adds_labels_keeps_totals_and_rebinds_admin(origin, start, small_
     settled(admin, 20)
     old_workers = children_of(p.pid)
 
-    b = small_origin("B")
+    b = label_origins("B")
     admin2 = free_port()
     p.config_path.write_text(toml_dumps(config(b.address, admin2)))
     p.signal(signal.SIGHUP)

@@ -8,12 +8,10 @@ Everything runs on 127.0.0.1 with ephemeral ports; every wait polls an event wit
 from __future__ import annotations
 
 import contextlib
-import http.server
 import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,7 +19,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from support import get_until_close
@@ -35,69 +32,6 @@ def _env() -> dict[str, str]:
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env["PYTHONUNBUFFERED"] = "1"
     return env
-
-
-# ---------------------------------------------------------------------------------------------
-# A tiny threaded origin whose answers do not depend on which worker asked
-# ---------------------------------------------------------------------------------------------
-
-
-class Origin:
-    """HTTP/1.1 origin: every path answers 200 `origin-NAME`; /slow?delay=S sleeps first."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.hits = 0
-        self.slow_started = threading.Event()
-        lock = threading.Lock()
-        origin = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def setup(self) -> None:
-                super().setup()  # head and body are two writes: no Nagle delay between them
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                with lock:
-                    origin.hits += 1
-                url = urlsplit(self.path)
-                body = f"origin-{origin.name}".encode()
-                if url.path == "/slow":
-                    origin.slow_started.set()
-                    time.sleep(float(parse_qs(url.query)["delay"][0]))
-                    body = b"slow"
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.address = f"127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def origins() -> Iterator[Callable[[str], Origin]]:
-    made: list[Origin] = []
-
-    def make(name: str) -> Origin:
-        made.append(Origin(name))
-        return made[-1]
-
-    yield make
-    for o in made:
-        o.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -344,8 +278,8 @@ def read_json_lines(path: Path) -> list[dict[str, object]]:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_two_workers_are_three_processes_and_both_serve(tmp_path, origins, start_master):
-    a = origins("A")
+def test_two_workers_are_three_processes_and_both_serve(tmp_path, label_origins, start_master):
+    a = label_origins("A")
     access = tmp_path / "access.log"
     m = start_master(config_text(tmp_path, a.address, workers=2, access=str(access)))
     workers = m.wait_workers(lambda k: len(k) == 2, 5, "2 workers")
@@ -366,8 +300,10 @@ def test_two_workers_are_three_processes_and_both_serve(tmp_path, origins, start
     assert set(served) == workers, f"access log workers {served} vs worker pids {workers}"
 
 
-def test_killed_worker_is_replaced_and_only_its_requests_fail(tmp_path, origins, start_master):
-    a = origins("A")
+def test_killed_worker_is_replaced_and_only_its_requests_fail(
+    tmp_path, label_origins, start_master
+):
+    a = label_origins("A")
     m = start_master(config_text(tmp_path, a.address, workers=2))
     before = m.wait_workers(lambda k: len(k) == 2, 5, "2 workers")
     victim = min(before)
@@ -388,8 +324,8 @@ def test_killed_worker_is_replaced_and_only_its_requests_fail(tmp_path, origins,
     assert m.workers() == after
 
 
-def test_sighup_switches_upstream_without_failed_requests(tmp_path, origins, start_master):
-    a, b = origins("A"), origins("B")
+def test_sighup_switches_upstream_without_failed_requests(tmp_path, label_origins, start_master):
+    a, b = label_origins("A"), label_origins("B")
     m = start_master(config_text(tmp_path, a.address, workers=2))
     old = m.wait_workers(lambda k: len(k) == 2, 5, "2 workers")
     with Load(m.port, threads=4) as load:
@@ -407,12 +343,12 @@ def test_sighup_switches_upstream_without_failed_requests(tmp_path, origins, sta
     assert m.workers() == new
 
 
-def test_a_hundred_reloads_under_load_lose_no_request(tmp_path, origins, start_master):
+def test_a_hundred_reloads_under_load_lose_no_request(tmp_path, label_origins, start_master):
     """Each reload stops the old workers while clients keep connecting.  A
     connection a worker accepted just before its stop, whose connection_made was
     still queued, used to die unanswered with the worker (about one per hundred
     reloads, an empty response); fastproxy.Proxy.stop now lets it in first."""
-    a, b = origins("A"), origins("B")
+    a, b = label_origins("A"), label_origins("B")
     m = start_master(config_text(tmp_path, a.address, workers=2))
     m.wait_workers(lambda k: len(k) == 2, 5, "2 workers")
     with Load(m.port, threads=6) as load:
@@ -428,8 +364,8 @@ def test_a_hundred_reloads_under_load_lose_no_request(tmp_path, origins, start_m
     assert a.hits > 1000 and b.hits > 1000
 
 
-def test_sighup_with_broken_config_keeps_serving_the_old_one(tmp_path, origins, start_master):
-    a, b = origins("A"), origins("B")
+def test_sighup_with_broken_config_keeps_serving_the_old_one(tmp_path, label_origins, start_master):
+    a, b = label_origins("A"), label_origins("B")
     m = start_master(config_text(tmp_path, a.address, workers=2))
     workers = m.wait_workers(lambda k: len(k) == 2, 5, "2 workers")
     broken = config_text(tmp_path, b.address, workers=2, extra_server="workers_typo = 3")
@@ -454,8 +390,10 @@ def test_sighup_with_broken_config_keeps_serving_the_old_one(tmp_path, origins, 
     assert m.workers() == workers
 
 
-def test_sigterm_lets_a_slow_response_finish_then_master_exits_0(tmp_path, origins, start_master):
-    a = origins("A")
+def test_sigterm_lets_a_slow_response_finish_then_master_exits_0(
+    tmp_path, label_origins, start_master
+):
+    a = label_origins("A")
     m = start_master(config_text(tmp_path, a.address, workers=2))
     result: list[object] = []
     client = threading.Thread(
@@ -471,8 +409,8 @@ def test_sigterm_lets_a_slow_response_finish_then_master_exits_0(tmp_path, origi
     assert not m.pid_file.exists()
 
 
-def test_second_run_is_refused_and_stop_command_stops(tmp_path, origins, start_master):
-    a = origins("A")
+def test_second_run_is_refused_and_stop_command_stops(tmp_path, label_origins, start_master):
+    a = label_origins("A")
     m = start_master(config_text(tmp_path, a.address, workers=2))
     workers = m.wait_workers(lambda k: len(k) == 2, 5, "2 workers")
 
@@ -504,8 +442,8 @@ def _open_paths(pid: int) -> set[str]:
     return out
 
 
-def test_sigusr1_reopens_the_access_log(tmp_path, origins, start_master):
-    a = origins("A")
+def test_sigusr1_reopens_the_access_log(tmp_path, label_origins, start_master):
+    a = label_origins("A")
     access = tmp_path / "access.log"
     rotated = tmp_path / "access.log.1"
     m = start_master(config_text(tmp_path, a.address, workers=2, access=str(access)))
