@@ -16,10 +16,10 @@ from typing import Any
 
 APT_HINT = "apt-get install -y wrk"
 
-# Identical to bench/wrk/report.lua (a unit test keeps them in step).  wrk's done()
+# The one copy (fastproxy tune and bench/vs_nginx.py both use it).  wrk's done()
 # prints one machine-readable line with the totals and the latency percentiles in us.
 WRK_REPORT_LUA = r"""-- Machine-readable wrk summary, appended to every scenario script by
--- bench/vs_nginx.py (fastproxy/tune.py embeds an identical copy).
+-- bench/vs_nginx.py and by fastproxy tune (both take it from fastproxy/wrk.py).
 --
 -- done() runs once after the test and prints ONE line:
 --   WRK_JSON {"requests":N,"duration_us":N,...,"p50_us":N,"p99_us":N,"p999_us":N}
