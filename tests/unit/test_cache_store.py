@@ -246,3 +246,133 @@ def test_pin_survives_delete_and_reuse(region: CacheRegion) -> None:
     assert region.reap(pid) == 1
     region.check()
     assert region._dead_pinned_bodies() == []
+
+
+# ----------------------------------------------------------------------------- pins vs eviction
+
+VICTIM = (bytes(range(251)) * 200)[:40000]  # page-laid (>= 16 KiB), a prime-period pattern
+
+
+def _pin_in_child(region: CacheRegion, key: bytes, body: bytes) -> tuple[int, int]:
+    """Fork a reader that pins key (a lookup without release, as a worker
+    sending the entry holds it) and stops itself.  Returns (pid, offset of the
+    pinned body in the region's memfd).  Continued, the reader reads the bytes
+    its pin points at again, releases the pin and exits 0 if they were still
+    exactly body (3 if not)."""
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        code = 2
+        try:
+            os.close(rfd)
+            pin = region._pin_for_test(key)
+            got = region._body_file_offset(key)
+            assert pin >= 0 and got is not None and got[1] == body
+            os.write(wfd, b"%d" % got[0])
+            os.close(wfd)
+            os.kill(os.getpid(), signal.SIGSTOP)
+            # Evicted meanwhile: what this reader would send is what it pinned.
+            code = 0 if os.pread(region.fd, len(body), got[0]) == body else 3
+            region._release_for_test(pin)
+        finally:
+            os._exit(code)
+    os.close(wfd)
+    with os.fdopen(rfd, "rb") as r:
+        off = int(r.read() or b"-1")
+    _, status = os.waitpid(pid, os.WUNTRACED)
+    assert os.WIFSTOPPED(status), f"the reader failed before stopping: {status:#x}"
+    return pid, off
+
+
+def _finish_child(pid: int) -> int:
+    os.kill(pid, signal.SIGCONT)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def _overlaps(region: CacheRegion, key: bytes, start: int, n: int) -> bool:
+    """Whether key's stored body lies (partly) in [start, start + n) of the memfd."""
+    got = region._body_file_offset(key)
+    assert got is not None and got[0] >= 0, key
+    return got[0] < start + n and start < got[0] + len(got[1])
+
+
+def test_pin_survives_lru_eviction(region: CacheRegion) -> None:
+    """An entry a reader holds, evicted from the LRU tail because the heap is
+    full (not deleted), keeps its chunk until the pin goes: the reader's bytes
+    stay exactly the original while the whole region is refilled many times
+    with other patterns, and the space is reused once the pin is released."""
+    assert region.fd >= 0, "needs the memfd (page-laid bodies) to read the pinned bytes"
+    assert region.put(b"victim", b"h", VICTIM)
+    pid, off = _pin_in_child(region, b"victim", VICTIM)
+    try:
+        assert off >= 0
+        evictions = region.stats()["evictions"]
+        i = 0
+        while region.get(b"victim", count=False, touch=False) is not None:
+            assert region.put(b"fill%d" % i, b"h", bytes([0x80 + i % 64]) * 30000)
+            assert not _overlaps(region, b"fill%d" % i, off, len(VICTIM))
+            i += 1
+            assert i < 100, "the victim was never evicted"
+        assert region.stats()["evictions"] > evictions  # evicted, nothing was deleted
+        assert b"victim" not in region.lru_keys()
+        for j in range(i, i + 150):  # ~4.5 MB through a 1 MiB region
+            assert region.put(b"fill%d" % (j % 40), b"h", bytes([0x80 + j % 64]) * 30000)
+            assert not _overlaps(region, b"fill%d" % (j % 40), off, len(VICTIM)), j
+        region.check()  # the DEAD entry's refcount is the reader's pin
+        assert region._dead_pinned_bodies() == [VICTIM]
+        assert os.pread(region.fd, len(VICTIM), off) == VICTIM
+        assert region.get(b"victim", count=False) is None
+    finally:
+        code = _finish_child(pid)
+    assert code == 0, "the reader's bytes changed under its pin"
+    assert region.reap(pid) == 1  # its slot; no pin left to drop
+    region.check()
+    assert region._dead_pinned_bodies() == []
+    reused = False
+    for j in range(100):  # the freed chunk is allocatable again
+        assert region.put(b"again%d" % (j % 40), b"h", bytes([j % 64]) * 30000)
+        if _overlaps(region, b"again%d" % (j % 40), off, len(VICTIM)):
+            reused = True
+            break
+    assert reused and os.pread(region.fd, len(VICTIM), off) != VICTIM
+    region.check()
+
+
+def test_pin_survives_max_entries_eviction() -> None:
+    """The same when the entry is evicted because max_entries is reached (the
+    heap is nearly empty): equal-size stores, which would take the chunk back
+    first, never land on it while it is pinned, and do once it is released."""
+    r = CacheRegion(1 << 20, 64 << 10, 4)
+    assert r.fd >= 0, "needs the memfd (page-laid bodies) to read the pinned bytes"
+    assert r.put(b"victim", b"h", VICTIM)
+    pid, off = _pin_in_child(r, b"victim", VICTIM)
+    try:
+        assert off >= 0
+        for i in range(4):
+            assert r.put(b"fill%d" % i, b"h", bytes([0x80 + i]) * len(VICTIM))
+        assert r.lru_keys() == [b"fill3", b"fill2", b"fill1", b"fill0"]
+        s = r.stats()
+        assert s["evictions"] == 1 and s["entries"] == 4
+        assert s["bytes"] + 2 * len(VICTIM) < s["capacity"] // 2  # not for space
+        for j in range(4, 200):  # each store evicts one by count, and frees its chunk
+            assert r.put(b"fill%d" % j, b"h", bytes([0x80 + j % 64]) * len(VICTIM))
+            assert not _overlaps(r, b"fill%d" % j, off, len(VICTIM)), j
+        assert r.stats()["evictions"] == 197 and r.get(b"victim", count=False) is None
+        r.check()
+        assert r._dead_pinned_bodies() == [VICTIM]
+        assert os.pread(r.fd, len(VICTIM), off) == VICTIM
+    finally:
+        code = _finish_child(pid)
+    assert code == 0, "the reader's bytes changed under its pin"
+    r.reap(pid)
+    r.check()
+    assert r._dead_pinned_bodies() == []
+    reused = False
+    for j in range(200, 220):
+        assert r.put(b"fill%d" % j, b"h", bytes([j % 64]) * len(VICTIM))
+        if _overlaps(r, b"fill%d" % j, off, len(VICTIM)):
+            reused = True
+            break
+    assert reused and os.pread(r.fd, len(VICTIM), off) != VICTIM
+    r.check()
