@@ -145,7 +145,9 @@ cdef bint cache_request(ClientProtocol self, const char *p, size_t head_len, con
     self.cxc = XC_BYPASS
     if hl == 0 or tl == 0 or t[0] != b'/':     # no Host, or an absolute/authority form
         return False
-    if m == FP_M_POST or m == FP_M_PUT or m == FP_M_DELETE or m == FP_M_PATCH:
+    if m != FP_M_GET and m != FP_M_HEAD and m != FP_M_OPTIONS and m != FP_M_TRACE:
+        # 4.4: unsafe methods, "including methods whose safety is unknown"
+        # (the safe ones are RFC 9110 9.2.1's four)
         cache_key(self, &self.wb, p, host, hl, t, tl, q, False)
         self.ckey = PyBytes_FromStringAndSize(self.wb.data, self.wb.len)
         self.cinval = True
@@ -492,12 +494,16 @@ cdef cache_invalidate_locations(ClientProtocol c, CacheRegion r, const char *p,
         f = h.headers[i]
         if f.id != FP_H_LOCATION and f.id != FP_H_CONTENT_LOCATION:
             continue
-        v = p[f.value.off:f.value.off + f.value.len]
-        if v.startswith(b"/"):
-            cache_invalidate(r, origin + v)
-        elif b"://" in v:                       # absolute: only on the same host
-            if (b"GET " + v).lower().startswith(origin.lower() + b"/"):
-                cache_invalidate(r, origin + v[len(origin) - 4:])
+        v = p[f.value.off:f.value.off + f.value.len].partition(b"#")[0]
+        if b"://" in v and not v.startswith(b"/"):  # absolute: only on the same host
+            if not (b"GET " + v).lower().startswith(origin.lower() + b"/"):
+                continue
+            v = v[len(origin) - 4:]
+        elif not v.startswith(b"/"):
+            continue
+        if not c.route.cache_query:             # keyed as cache_key() keys the route
+            v = v.partition(b"?")[0]
+        cache_invalidate(r, origin + v)
 
 
 cdef inline int cache_tap(ClientProtocol c, UpstreamProtocol u) except -1:
