@@ -333,6 +333,13 @@ def _cache(chk: _Checker, value: Any) -> CacheConfig | None:
     if kw is None:
         return None
     cfg = CacheConfig(**kw)
+    if cfg.heuristic_max != int(cfg.heuristic_max):
+        # ages are whole seconds (RFC 9111 1.2.2): "500ms" would silently be 0
+        chk.err(
+            ("cache", "heuristic_max"),
+            f"must be 0 (off) or whole seconds, got {cfg.heuristic_max}s",
+        )
+        return None
     if cfg.size < CACHE_MIN_SIZE:
         chk.err(("cache", "size"), f"must be at least 1MiB (got {cfg.size} bytes)")
         return None

@@ -29,9 +29,15 @@ REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 
 _TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _LABEL_RE = re.compile(r"[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?")
-_DURATION_RE = re.compile(r"(?:\s*(?:\d+(?:\.\d*)?|\.\d+)\s*(?:ms|s|m|h))+\s*")
-_DURATION_PART_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)")
-_DURATION_UNITS = {"ms": Decimal("0.001"), "s": Decimal(1), "m": Decimal(60), "h": Decimal(3600)}
+_DURATION_RE = re.compile(r"(?:\s*(?:\d+(?:\.\d*)?|\.\d+)\s*(?:ms|s|m|h|d))+\s*")
+_DURATION_PART_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d)")
+_DURATION_UNITS = {
+    "ms": Decimal("0.001"),
+    "s": Decimal(1),
+    "m": Decimal(60),
+    "h": Decimal(3600),
+    "d": Decimal(86400),
+}
 _NUMBER_RE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*")
 _SIZE_RE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)\s*")
 _SIZE_UNITS = {
@@ -116,7 +122,7 @@ def expect_choice(value: object, choices: Iterable[str]) -> str:
 
 
 def parse_duration(value: object) -> float:
-    """Seconds (int/float >= 0) or a string like "250ms", "5s", "2m", "1h", "1m30s"."""
+    """Seconds (int/float >= 0) or a string like "250ms", "5s", "2m", "1h", "1d", "1m30s"."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise _expected("duration (seconds, or a string like '5s')", value)
     if isinstance(value, str):
@@ -126,7 +132,7 @@ def parse_duration(value: object) -> float:
         if not text or not _DURATION_RE.fullmatch(text):
             raise ValueError(
                 f"invalid duration {value!r} (expected seconds or a string like "
-                "'250ms', '5s', '2m', '1h')"
+                "'250ms', '5s', '2m', '1h', '1d')"
             )
         total = sum(
             (Decimal(num) * _DURATION_UNITS[unit] for num, unit in _DURATION_PART_RE.findall(text)),

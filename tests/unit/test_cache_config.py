@@ -52,6 +52,10 @@ def test_values() -> None:
         ("[cache]\nmax_entries = true\n", "f.toml:4: cache.max_entries: expected integer"),
         ('[cache]\nstore_set_cookie = "yes"\n', "f.toml:4: cache.store_set_cookie: expected"),
         ("[cache]\nsendfile = 1\n", "f.toml:4: cache.sendfile: expected"),
+        (
+            '[cache]\nheuristic_max = "1500ms"\n',
+            "f.toml:4: cache.heuristic_max: must be 0 (off) or whole seconds, got 1.5s",
+        ),
         ("[cache]\nsise = 1\n", "f.toml:4: cache.sise: unknown key 'sise'; did you mean 'size'?"),
     ],
 )
@@ -72,6 +76,8 @@ def test_request_path_options() -> None:
     cfg = load("[cache]\n").cache
     assert cfg.x_cache_header is True and cfg.lock_timeout == 5.0
     assert cfg.heuristic_max == 86400.0
+    assert load('[cache]\nheuristic_max = "1d"\n').cache.heuristic_max == 86400.0  # as documented
+    assert load("[cache]\nheuristic_max = 0\n").cache.heuristic_max == 0  # off
     cfg = load(
         '[cache]\nx_cache_header = false\nlock_timeout = "250ms"\nheuristic_max = "2h"\n'
     ).cache

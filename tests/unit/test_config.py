@@ -346,6 +346,8 @@ def test_routes_without_upstreams_when_every_route_answers_itself() -> None:
         ('"1h"', 3600.0),
         ('"1.5s"', 1.5),
         ('"1m30s"', 90.0),
+        ('"1d"', 86400.0),
+        ('"1d12h"', 129600.0),
         ('"30"', 30.0),
         ('"0s"', 0.0),
     ],
