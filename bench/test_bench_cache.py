@@ -117,3 +117,23 @@ def test_put_dict_lru(benchmark, size: int) -> None:
             put(k, HEAD, body)
 
     benchmark(run)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_hit_dict_lru(benchmark, size: int) -> None:
+    """The reference for test_hit_c_loop: the same 1,000 hits on one key, each a
+    lookup that refreshes the entry's recency (move_to_end) and copies nothing, as
+    the C loop's lookup + pin + release copies nothing."""
+    benchmark.group = f"cache-hit-{size}"
+    _, ref = filled(size)
+    key = KEYS[7]
+
+    def run() -> int:
+        get = ref.get
+        hits = 0
+        for _ in range(N):
+            if get(key) is not None:
+                hits += 1
+        return hits
+
+    assert benchmark(run) == N

@@ -233,7 +233,7 @@ def _cache_scenario(name: str, file: str, size: int) -> Scenario:
     return Scenario(
         f"cache_{name}",
         f"{loc}{file}",
-        f"keep-alive GET, {name.upper().replace('K', ' KiB').replace('B', ' B')} body, "
+        f"keep-alive GET, {f'{size >> 10} KiB' if size >= 1024 else f'{size} B'} body, "
         "cache hit (fastproxy cache vs nginx proxy_cache)",
         size,
         origin_conf=(
@@ -729,35 +729,43 @@ def run_wrk(
 
 
 def summarize(rounds: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Median and spread over the rounds.  A column no round has (wrk's report
+    line missing, say) is None rather than an error that would lose the run."""
     if not rounds:
         return None
-    med = statistics.median
 
     def col(key: str) -> list[float]:
         return [r[key] for r in rounds if r.get(key) is not None]
 
+    def med(key: str) -> float | None:
+        xs = col(key)
+        return statistics.median(xs) if xs else None
+
+    def top(key: str) -> float | None:
+        xs = col(key)
+        return max(xs) if xs else None
+
     rps = col("rps")
+    processes = top("processes")
     return {
         "rounds": len(rounds),
-        "rps_median": med(rps),
-        "rps_min": min(rps),
-        "rps_max": max(rps),
-        "p50_us": med(col("p50_us")),
-        "p99_us": med(col("p99_us")),
-        "p999_us": med(col("p999_us")),
-        "cpu_s_per_1k": med(col("cpu_s_per_1k")),
-        "cpu_pct": med(col("cpu_pct")),
-        "peak_rss_mib": max(col("peak_rss_mib")),
+        "rps_median": med("rps"),
+        "rps_min": min(rps) if rps else None,
+        "rps_max": max(rps) if rps else None,
+        "p50_us": med("p50_us"),
+        "p99_us": med("p99_us"),
+        "p999_us": med("p999_us"),
+        "cpu_s_per_1k": med("cpu_s_per_1k"),
+        "cpu_pct": med("cpu_pct"),
+        "peak_rss_mib": top("peak_rss_mib"),
         "errors": int(sum(col("errors"))),
         "requests": int(sum(col("requests"))),
-        "origin_cpu_pct": med(col("origin_cpu_pct")),
-        "wrk_cpu_pct": med(col("wrk_cpu_pct")),
-        "other_cpu_pct": med(col("other_cpu_pct")),
-        "other_cpu_pct_max": max(col("other_cpu_pct")),
-        "proxy_core_other_pct": med(col("proxy_core_other_pct"))
-        if col("proxy_core_other_pct")
-        else None,
-        "processes": int(max(col("processes"))),
+        "origin_cpu_pct": med("origin_cpu_pct"),
+        "wrk_cpu_pct": med("wrk_cpu_pct"),
+        "other_cpu_pct": med("other_cpu_pct"),
+        "other_cpu_pct_max": top("other_cpu_pct"),
+        "proxy_core_other_pct": med("proxy_core_other_pct"),
+        "processes": int(processes) if processes is not None else None,
     }
 
 
@@ -810,6 +818,10 @@ FAIRNESS = (
 
 def _ms(us: float | None) -> str:
     return "-" if us is None else f"{us / 1000:.2f}"
+
+
+def _num(x: float | None, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
 
 
 def _ratio(a: float | None, b: float | None) -> str:
@@ -891,8 +903,9 @@ def results_markdown(res: dict[str, Any]) -> str:
             lines.append(
                 f"| {sc['name']} | {sc['workers']} | {label} | {s['rps_median']:.0f}"
                 f" | {s['rps_min']:.0f}-{s['rps_max']:.0f} | {_ms(s['p50_us'])}"
-                f" | {_ms(s['p99_us'])} | {_ms(s['p999_us'])} | {s['cpu_s_per_1k']:.4f}"
-                f" | {s['cpu_pct']:.0f} | {s['peak_rss_mib']:.1f} | {s['errors']} |"
+                f" | {_ms(s['p99_us'])} | {_ms(s['p999_us'])} | {_num(s['cpu_s_per_1k'], '.4f')}"
+                f" | {_num(s['cpu_pct'], '.0f')} | {_num(s['peak_rss_mib'], '.1f')}"
+                f" | {s['errors']} |"
             )
     lines += [
         "",
