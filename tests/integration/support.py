@@ -90,6 +90,22 @@ def call(
     return int(lines[0].split()[1]), fields, body
 
 
+def admin_call(port: int, method: str, path: str, body: bytes = b"", extra: str = "") -> Any:
+    """One request to an admin endpoint on a new connection (Connection: close), read
+    to EOF: (status, body).  `extra`: more header lines, each ending in CRLF."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(
+            f"{method} {path} HTTP/1.1\r\nHost: a\r\nContent-Length: {len(body)}\r\n{extra}"
+            "Connection: close\r\n\r\n".encode()
+            + body
+        )
+        data = bytearray()
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, payload = bytes(data).partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), payload
+
+
 class LabelOrigin:
     """HTTP/1.1 origin: every path answers 200 `origin-NAME`; /slow?delay=S sleeps first."""
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from support import free_port
+from support import admin_call, free_port
 
 CC = "hdr=Cache-Control:"
 
@@ -307,16 +307,9 @@ def test_too_big_not_stored(make_proxy: Any, origin: Any, http_conn: Any) -> Non
 
 
 def _admin(port: int, path: str, body: bytes) -> Any:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(
-            f"POST {path} HTTP/1.1\r\nHost: a\r\nContent-Length: {len(body)}\r\n"
-            f"Connection: close\r\n\r\n".encode()
-            + body
-        )
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    return json.loads(data.split(b"\r\n\r\n", 1)[1])
+    status, payload = admin_call(port, "POST", path, body)
+    assert status == 200, payload
+    return json.loads(payload)
 
 
 def _with_admin(make_proxy: Callable[..., Any], origin: Any) -> tuple[Any, int]:

@@ -26,8 +26,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from support import free_port, read_head, wait_for
-from test_cache_region import admin_call, children_of
+from support import admin_call, free_port, read_head, wait_for
+from test_cache_region import children_of
 
 from fastproxy.master import QUICK_DEATH
 

@@ -13,7 +13,6 @@ import json
 import os
 import random
 import signal
-import socket
 import struct
 import time
 import zlib
@@ -21,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from support import free_port, wait_for
+from support import admin_call, free_port, wait_for
 
 from fastproxy._cache import CacheRegion, _crash_after
 
@@ -348,17 +347,6 @@ def test_live_fill_owner_makes_others_wait() -> None:
 
 
 # ----------------------------------------------------------------------------- fastproxy run
-
-
-def admin_call(port: int, method: str, path: str, body: bytes = b"", extra: str = "") -> Any:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        head = f"{method} {path} HTTP/1.1\r\nHost: a\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
-        s.sendall(head.encode() + body)
-        data = bytearray()
-        while chunk := s.recv(65536):
-            data += chunk
-    head_b, _, payload = bytes(data).partition(b"\r\n\r\n")
-    return int(head_b.split(b" ", 2)[1]), payload
 
 
 @pytest.fixture

@@ -8,14 +8,13 @@ body (RFC 9110 section 9.3.1), which bypasses the cache."""
 from __future__ import annotations
 
 import json
-import socket
 import time
 import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from support import free_port, wait_for
+from support import admin_call, free_port, wait_for
 
 CC = "hdr=Cache-Control:"
 
@@ -26,29 +25,15 @@ def _cfg(route: dict[str, Any] | None = None, **cache: Any) -> dict[str, Any]:
     return {"cache": {"size": "4MiB", "max_entry_size": "1MiB", **cache}, "routes": [r]}
 
 
-def _admin(port: int, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(
-            f"{method} {path} HTTP/1.1\r\nHost: a\r\nContent-Length: {len(body)}\r\n"
-            "Connection: close\r\n\r\n".encode()
-            + body
-        )
-        data = bytearray()
-        while chunk := s.recv(65536):
-            data += chunk
-    head, _, payload = bytes(data).partition(b"\r\n\r\n")
-    return int(head.split(b" ", 2)[1]), payload
-
-
 def _status(port: int) -> dict[str, int]:
-    status, body = _admin(port, "GET", "/status")
+    status, body = admin_call(port, "GET", "/status")
     assert status == 200
     cache: dict[str, int] = json.loads(body)["cache"]
     return cache
 
 
 def _metrics(port: int) -> dict[str, int]:
-    status, text = _admin(port, "GET", "/metrics")
+    status, text = admin_call(port, "GET", "/metrics")
     assert status == 200
     lines = text.decode().splitlines()
     pairs = (ln.split(" ", 1) for ln in lines if ln.startswith("fastproxy_cache"))
@@ -130,7 +115,7 @@ def test_max_entries_evicts_least_recently_used(
     assert (st["entries"], st["evictions"]) == (3, 4)
     full = st["bytes"]
     # a purge frees the bytes
-    status, body = _admin(port, "POST", "/cache/purge", b'{"prefix": "http://test.local/"}')
+    status, body = admin_call(port, "POST", "/cache/purge", b'{"prefix": "http://test.local/"}')
     assert (status, json.loads(body)) == (200, {"removed": 3})
     st = _status(port)
     assert (st["entries"], st["bytes"]) == (0, 0) and full > 0
