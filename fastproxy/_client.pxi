@@ -74,6 +74,9 @@ cdef class ClientProtocol(ReadConn):
         self.head.max_slots = SLOTS
 
     def __init__(self, Runtime rt, listener=None):
+        self.setup(rt, listener)
+
+    cdef setup(self, Runtime rt, listener):
         self.rt = rt
         self.state = C_HEAD
         self.sfd = -1

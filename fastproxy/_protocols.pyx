@@ -184,9 +184,24 @@ def trim_pools(Runtime rt):
                 up.close_transport()
 
 
+cdef class ClientFactory:
+    """A ClientProtocol per accepted connection, made in C: a lambda would run
+    a Python frame and parse __init__'s arguments for every connection."""
+    cdef Runtime rt
+    cdef object listener
+
+    def __call__(self):
+        cdef ClientProtocol c = ClientProtocol.__new__(ClientProtocol)
+        c.setup(self.rt, self.listener)
+        return c
+
+
 def make_client_factory(Runtime rt, listener=None):
     """Protocol factory for loop.create_server; also hooks the pool trimmer
     into the runtime's sweep.  `listener`: a tls.ListenerRuntime (TLS or
     redirect-to-https listeners), None for a plain one."""
+    cdef ClientFactory f = ClientFactory.__new__(ClientFactory)
     rt.pool_trimmer = trim_pools
-    return lambda: ClientProtocol(rt, listener)
+    f.rt = rt
+    f.listener = listener
+    return f

@@ -135,13 +135,18 @@ cdef class Runtime:
                 "compression": [self.st.compression[i] for i in range(16)]}
 
     cdef bint is_trusted(self, object ip):
+        # a loop, not any(<generator>): Cython would allocate the generator's
+        # closure on every call, even with no trusted_proxies (every connection)
         if not self.trusted or ip is None:
             return False
         try:
             addr = ipaddress.ip_address(ip)
         except ValueError:
             return False
-        return any(addr in net for net in self.trusted)
+        for net in self.trusted:
+            if addr in net:
+                return True
+        return False
 
     def start(self):
         if self.sweeper is None:
