@@ -486,24 +486,39 @@ cdef cache_response_head(ClientProtocol c, UpstreamProtocol u, const char *p, si
 
 cdef cache_invalidate_locations(ClientProtocol c, CacheRegion r, const char *p,
                                 const fp_head *h):
+    """4.4: Location and Content-Location on the same origin: a path, an
+    absolute URL (scheme, host and port as the request's) or a
+    scheme-relative one.  A URL with a query also takes the entry without
+    it, since the route that stores that path may key it without the query
+    (cache_key.query = false); removing one entry too many costs a miss."""
     cdef uint32_t i
     cdef bytes base = c.ckey                    # "GET scheme://host/path..."
-    cdef Py_ssize_t slash = base.find(b"/", base.find(b"://") + 3)
+    cdef Py_ssize_t sep = base.find(b"://")
+    cdef Py_ssize_t slash = base.find(b"/", sep + 3)
     cdef bytes origin = base[:slash] if slash > 0 else base
+    cdef bytes olow = origin.lower()
     for i in range(h.num_headers):
         f = h.headers[i]
         if f.id != FP_H_LOCATION and f.id != FP_H_CONTENT_LOCATION:
             continue
         v = p[f.value.off:f.value.off + f.value.len].partition(b"#")[0]
-        if b"://" in v and not v.startswith(b"/"):  # absolute: only on the same host
-            if not (b"GET " + v).lower().startswith(origin.lower() + b"/"):
+        if v.startswith(b"//"):                 # scheme-relative: the request's scheme
+            v = base[4:sep + 1] + v
+        if v.startswith(b"/"):
+            path = v
+        elif b"://" in v:
+            full = b"GET " + v
+            path = full[len(origin):]
+            # same origin: the host and port end right there (not host.evil, host:81)
+            if not full.lower().startswith(olow) or path[:1] not in (b"/", b"?", b""):
                 continue
-            v = v[len(origin) - 4:]
-        elif not v.startswith(b"/"):
-            continue
-        if not c.route.cache_query:             # keyed as cache_key() keys the route
-            v = v.partition(b"?")[0]
-        cache_invalidate(r, origin + v)
+            if path[:1] != b"/":
+                path = b"/" + path              # http://host?q is /?q
+        else:
+            continue                            # relative references are not resolved
+        cache_invalidate(r, origin + path)
+        if b"?" in path:
+            cache_invalidate(r, origin + path.partition(b"?")[0])
 
 
 cdef inline int cache_tap(ClientProtocol c, UpstreamProtocol u) except -1:

@@ -315,6 +315,7 @@ def _listen_one(chk: _Checker, path: KeyPath, value: Any) -> Any:
 _ADMIN_CONVS: dict[str, Conv] = {"listen": _listen_one, "token": _simple(check_header_value)}
 
 CACHE_MIN_SIZE = 1 << 20  # room for the region's tables plus a useful heap
+HEURISTIC_MAX_LIMIT = 10 * 365 * 86400  # seconds: far beyond any sensible cap
 
 _CACHE_CONVS: dict[str, Conv] = {
     "size": _simple(parse_positive_size),
@@ -333,11 +334,13 @@ def _cache(chk: _Checker, value: Any) -> CacheConfig | None:
     if kw is None:
         return None
     cfg = CacheConfig(**kw)
-    if cfg.heuristic_max != int(cfg.heuristic_max):
-        # ages are whole seconds (RFC 9111 1.2.2): "500ms" would silently be 0
+    if cfg.heuristic_max != int(cfg.heuristic_max) or cfg.heuristic_max > HEURISTIC_MAX_LIMIT:
+        # ages are whole seconds (RFC 9111 1.2.2): "500ms" would silently be 0;
+        # the request path keeps it in a C int64
         chk.err(
             ("cache", "heuristic_max"),
-            f"must be 0 (off) or whole seconds, got {cfg.heuristic_max}s",
+            f"must be 0 (off) or whole seconds up to {HEURISTIC_MAX_LIMIT}, "
+            f"got {cfg.heuristic_max:g}s",
         )
         return None
     if cfg.size < CACHE_MIN_SIZE:

@@ -138,6 +138,8 @@ def parse_duration(value: object) -> float:
             (Decimal(num) * _DURATION_UNITS[unit] for num, unit in _DURATION_PART_RE.findall(text)),
             Decimal(0),
         )
+        if not math.isfinite(float(total)):
+            raise ValueError(f"duration {value!r} is too large")
         return float(total)
     if not math.isfinite(value):
         raise ValueError(f"duration must be finite (got {value})")

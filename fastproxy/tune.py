@@ -375,8 +375,8 @@ def main(argv: list[str] | None = None) -> int:
                 p = _measure(args, w, base, tmp, addrs, script)
                 points.append(p)
                 _log("[tune] " + format_table([p]).splitlines()[1].strip())
-                if p.failed is not None:  # whole: fastproxy's stderr tail says why
-                    _log(f"[tune] workers={w} failed: {p.failed}")
+                if p.failed is not None and "\n" in p.failed:  # the row shows line 1;
+                    _log(p.failed.split("\n", 1)[1])  # fastproxy's stderr says why
                 if p.failed is not None and w == 1:
                     _log("fastproxy tune: the first run failed; not trying more workers")
                     break

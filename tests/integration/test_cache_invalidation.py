@@ -113,6 +113,8 @@ def test_every_stored_response_of_the_uri_goes(
         ("Location", "http://test.local/cache/loc?{cc}max-age=60"),
         ("Location", "http://TEST.Local/cache/loc?{cc}max-age=60"),  # host: no case
         ("Content-Location", "http://test.local/cache/loc?{cc}max-age=60"),
+        ("Location", "//test.local/cache/loc?{cc}max-age=60"),  # scheme-relative
+        ("Content-Location", "/cache/loc?{cc}max-age=60#part"),  # no fragment in keys
     ],
 )
 def test_location_on_same_host_invalidates(
@@ -135,6 +137,7 @@ def test_location_on_same_host_invalidates(
         "http://test.local.example",  # a host this one is a prefix of
         "http://test.local:8080",  # another port
         "https://test.local",  # another scheme
+        "//other.example",  # scheme-relative, another host
     ],
 )
 def test_location_on_other_origin_does_not_invalidate(
@@ -204,5 +207,44 @@ def test_location_with_query_on_route_keyed_without_query(
     assert _unsafe(c, origin, "PUT", "/cache/q?id=7", 200).status == 200
     _stored(c, t)
     r = _unsafe(c, origin, "POST", "/cache/new", 201, [("Location", "/cache/q?id=7")])
+    assert r.status == 201
+    assert _xc(c, t) == "MISS"
+
+
+def test_location_without_a_path_is_the_root(cproxy: Any, origin: Any, http_conn: Any) -> None:
+    # http://host?q names /?q (RFC 9110 4.2.3: an empty path is "/")
+    c = http_conn(cproxy.port)
+    root = f"/?{CC}max-age=60"
+    _stored(c, root)
+    r = _unsafe(c, origin, "POST", "/cache/new", 201, [("Location", f"http://{HOST}{root[1:]}")])
+    assert r.status == 201
+    assert _xc(c, root) == "MISS"
+
+
+def test_location_on_a_route_keyed_without_query(
+    make_proxy: Callable[..., Any], origin: Any, http_conn: Any
+) -> None:
+    # The unsafe request's own route keeps the query; the Location names a
+    # path whose route drops it: the entry stored there (without the query)
+    # must go, whichever route the unsafe request came through.
+    p = make_proxy(
+        {
+            "cache": {"size": "4MiB", "max_entry_size": "1MiB"},
+            "routes": [
+                {
+                    "path_prefix": "/cache/static/",
+                    "upstream": "app",
+                    "cache": True,
+                    "cache_key": {"query": False},
+                },
+                {"path_prefix": "/", "upstream": "app", "cache": True},
+            ],
+        }
+    )
+    c = http_conn(p.port)
+    t = f"/cache/static/app.js?{CC}max-age=60"
+    _stored(c, t)
+    assert _xc(c, "/cache/static/app.js?v=2") == "HIT"  # keyed without the query
+    r = _unsafe(c, origin, "POST", "/cache/upload", 201, [("Location", "/cache/static/app.js?v=3")])
     assert r.status == 201
     assert _xc(c, t) == "MISS"

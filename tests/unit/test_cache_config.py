@@ -54,7 +54,17 @@ def test_values() -> None:
         ("[cache]\nsendfile = 1\n", "f.toml:4: cache.sendfile: expected"),
         (
             '[cache]\nheuristic_max = "1500ms"\n',
-            "f.toml:4: cache.heuristic_max: must be 0 (off) or whole seconds, got 1.5s",
+            "f.toml:4: cache.heuristic_max: must be 0 (off) or whole seconds up to 315360000,"
+            " got 1.5s",
+        ),
+        (
+            "[cache]\nheuristic_max = 1e300\n",
+            "f.toml:4: cache.heuristic_max: must be 0 (off) or whole seconds up to 315360000,"
+            " got 1e+300s",
+        ),
+        (
+            '[cache]\nheuristic_max = "' + "9" * 400 + 's"\n',
+            "f.toml:4: cache.heuristic_max: duration '" + "9" * 400 + "s' is too large",
         ),
         ("[cache]\nsise = 1\n", "f.toml:4: cache.sise: unknown key 'sise'; did you mean 'size'?"),
     ],
