@@ -106,7 +106,39 @@ def admin_call(port: int, method: str, path: str, body: bytes = b"", extra: str 
     return int(head.split(b" ", 2)[1]), payload
 
 
-class LabelOrigin:
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """HTTP/1.1 keep-alive handler base: TCP_NODELAY (head and body are two writes:
+    no Nagle delay between them), no log lines."""
+
+    protocol_version = "HTTP/1.1"
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class ThreadedOrigin:
+    """An http.server origin on 127.0.0.1, a thread per connection: `address`
+    ("127.0.0.1:PORT") once serve() has run, close() to stop it."""
+
+    address: str
+
+    def serve(self, handler: type[http.server.BaseHTTPRequestHandler]) -> None:
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class LabelOrigin(ThreadedOrigin):
     """HTTP/1.1 origin: every path answers 200 `origin-NAME`; /slow?delay=S sleeps first."""
 
     def __init__(self, name: str) -> None:
@@ -116,13 +148,7 @@ class LabelOrigin:
         lock = threading.Lock()
         origin = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def setup(self) -> None:
-                super().setup()  # head and body are two writes: no Nagle delay between them
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 with lock:
                     origin.hits += 1
@@ -137,15 +163,4 @@ class LabelOrigin:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.address = f"127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)

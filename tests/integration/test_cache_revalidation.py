@@ -17,7 +17,6 @@ from __future__ import annotations
 import http.client
 import http.server
 import json
-import socket
 import threading
 import time
 import urllib.parse
@@ -27,13 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import wait_for
+from support import QuietHandler, ThreadedOrigin, wait_for
 
 Answer = tuple[int, list[tuple[str, str]], bytes]
 Script = Callable[[int, http.client.HTTPMessage], Answer]
 
 
-class ScriptedOrigin:
+class ScriptedOrigin(ThreadedOrigin):
     """An HTTP/1.1 origin on 127.0.0.1 (a thread per connection, keep-alive). Every GET is
     recorded in ``seen`` (its header fields) and answered by ``script(n, headers)``, n being
     the 1-based number of the request; the script may block (the connection waits)."""
@@ -43,13 +42,7 @@ class ScriptedOrigin:
         lock = threading.Lock()
         origin = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def setup(self) -> None:
-                super().setup()  # head and body are two writes: no Nagle delay between
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
+        class Handler(QuietHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 with lock:
                     origin.seen.append(self.headers)
@@ -64,18 +57,7 @@ class ScriptedOrigin:
                 if status != 304:
                     self.wfile.write(body)
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.address = f"127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.serve(Handler)
 
 
 @pytest.fixture
