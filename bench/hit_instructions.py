@@ -23,7 +23,13 @@ take whole leaves partly from uvloop's transport, later, outside the callback:
 the tool refuses such a run (use a smaller --size; 16 KiB is taken whole).
 
     python3 bench/hit_instructions.py [--size 100] [--requests 2000] [--top 25]
-                                      [--json FILE]
+                                      [--json FILE] [--mode hit|proxied|close]
+
+--mode proxied counts a keep-alive request sent upstream (no cache on the
+route) and --mode close a new connection carrying one request with
+`Connection: close`; both count the whole process (loop turns and timers
+included, so compare builds, at the same --requests), since their work is
+spread over several callbacks.
 
 Needs valgrind (apt-get install -y valgrind).  Takes 10-20 s.
 """
@@ -59,7 +65,7 @@ cfg = fastproxy.Config.from_dict({
     "log": {"access": "off"},
     "cache": {"size": "64MiB"},
     "upstreams": {"app": {"servers": ["127.0.0.1:%d" % int(sys.argv[2])], "keepalive": 8}},
-    "routes": [{"path_prefix": "/", "upstream": "app", "cache": True}],
+    "routes": [{"path_prefix": "/", "upstream": "app", "cache": sys.argv[3] == "hit"}],
 })
 fastproxy.Proxy(cfg).run()
 """
@@ -196,7 +202,15 @@ def control(pid: int, command: str, log: Path) -> None:
         )
 
 
-def measure(size: int, requests: int, out_dir: Path) -> tuple[int, list[Cost]]:
+MODES = ("hit", "proxied", "close")
+COUNTED = {
+    "hit": "cache hit (user space, in ReadLoop.ready)",
+    "proxied": "proxied keep-alive request (user space, whole process)",
+    "close": "new connection, one request, Connection: close (user space, whole process)",
+}
+
+
+def measure(size: int, requests: int, out_dir: Path, mode: str = "hit") -> tuple[int, list[Cost]]:
     out = out_dir / "callgrind.out"
     log = out_dir / "proxy.log"  # valgrind's and the proxy's stderr
     origin_port, proxy_port = free_port(), free_port()
@@ -211,8 +225,9 @@ def measure(size: int, requests: int, out_dir: Path) -> tuple[int, list[Cost]]:
             proxy = subprocess.Popen(
                 [
                     "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                    "--collect-atstart=no", f"--toggle-collect={COLLECT_IN}",
-                    sys.executable, "-c", PROXY, str(proxy_port), str(origin_port),
+                    *(["--collect-atstart=no", f"--toggle-collect={COLLECT_IN}"]
+                      if mode == "hit" else []),
+                    sys.executable, "-c", PROXY, str(proxy_port), str(origin_port), mode,
                 ],
                 stdin=subprocess.DEVNULL, stdout=err, stderr=err, start_new_session=True,
             )  # fmt: skip
@@ -225,21 +240,34 @@ def measure(size: int, requests: int, out_dir: Path) -> tuple[int, list[Cost]]:
                 f"the proxy under valgrind did not start: {exc}\n{_tail(log)}"
             ) from exc
         request = f"GET /hit HTTP/1.1\r\nHost: 127.0.0.1:{proxy_port}\r\n\r\n".encode()
-        with socket.create_connection(("127.0.0.1", proxy_port), timeout=60) as sock:
-            exchange(sock, request, size)  # the miss that stores it
-            for _ in range(20):  # warm-up hits, not counted
-                hit(sock, request, size)
-            control(proxy.pid, "-z", log)
-            for _ in range(requests):
-                hit(sock, request, size)
+        if mode == "close":
+            request = request[:-2] + b"Connection: close\r\n\r\n"
+            for counted in (False, True):  # 30 warm-up connections, then the counted ones
+                if counted:
+                    control(proxy.pid, "-z", log)
+                for _ in range(requests if counted else 30):
+                    with socket.create_connection(("127.0.0.1", proxy_port), timeout=60) as s:
+                        exchange(s, request, size)
+                        while s.recv(65536):  # to the proxy's close
+                            pass
             control(proxy.pid, "-d", log)
+        else:
+            answer = hit if mode == "hit" else exchange
+            with socket.create_connection(("127.0.0.1", proxy_port), timeout=60) as sock:
+                exchange(sock, request, size)  # the miss that stores it (hit)
+                for _ in range(20):  # warm-up, not counted
+                    answer(sock, request, size)
+                control(proxy.pid, "-z", log)
+                for _ in range(requests):
+                    answer(sock, request, size)
+                control(proxy.pid, "-d", log)
         dumps = sorted(out_dir.glob("callgrind.out.*"))
         if not dumps:
             raise RuntimeError("callgrind wrote no dump")
         total, costs = parse_callgrind(dumps[0].read_text())
         if total < requests * 100:
             raise RuntimeError(f"almost nothing counted in {COLLECT_IN}: renamed by Cython?")
-        if any(c.obj.startswith("loop.") for c in costs):
+        if mode == "hit" and any(c.obj.startswith("loop.") for c in costs):
             # a hit calls into uvloop only when the socket did not take the
             # whole answer: the rest then leaves from the transport, later,
             # outside the counted callback
@@ -269,6 +297,7 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=2000, help="counted hits (2000)")
     ap.add_argument("--top", type=int, default=25, help="functions listed (25)")
     ap.add_argument("--json", type=Path, help="also write the counts here")
+    ap.add_argument("--mode", choices=MODES, default="hit", help="what is counted (hit)")
     args = ap.parse_args()
     if args.requests < 1 or args.size < 0:
         ap.error("--requests must be at least 1 and --size not negative")
@@ -278,25 +307,25 @@ def main() -> int:
     stop_on_sigterm()
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            total, costs = measure(args.size, args.requests, Path(tmp))
+            total, costs = measure(args.size, args.requests, Path(tmp), args.mode)
         except RuntimeError as exc:
             print(f"hit_instructions: {exc}", file=sys.stderr)
             return 1
     n = args.requests
-    print(f"# instructions per cache hit, {args.size} B body, {n} hits on one connection")
-    print(f"\ntotal: {total / n:,.0f} Ir per hit (user space, in ReadLoop.ready)\n")
-    print("| object | Ir per hit | share |")
+    print(f"# instructions per {COUNTED[args.mode]}, {args.size} B body, {n} counted")
+    print(f"\ntotal: {total / n:,.0f} Ir per {args.mode}\n")
+    print(f"| object | Ir per {args.mode} | share |")
     print("|---|---:|---:|")
     for obj, ir in by_object(costs):
         if ir * 200 >= total:  # objects at 0.5 % and up
             print(f"| {obj} | {ir / n:,.0f} | {100 * ir / total:.1f} % |")
-    print("\n| function (self) | object | Ir per hit | share |")
+    print(f"\n| function (self) | object | Ir per {args.mode} | share |")
     print("|---|---|---:|---:|")
     for c in costs[: args.top]:
         print(f"| {c.function} | {c.obj} | {c.ir / n:,.0f} | {100 * c.ir / total:.1f} % |")
     if args.json:
         args.json.write_text(json.dumps({
-            "size": args.size, "requests": n, "ir_per_hit": total / n,
+            "mode": args.mode, "size": args.size, "requests": n, "ir_per_hit": total / n,
             "functions": [{"function": c.function, "object": c.obj, "ir_per_hit": c.ir / n}
                           for c in costs],
         }, indent=1))  # fmt: skip

@@ -89,10 +89,8 @@ def test_a_file_that_does_not_add_up_is_refused(tool: ModuleType) -> None:
         tool.parse_callgrind(SAMPLE.replace("events: Ir", "events: Ir Dr"))
 
 
-@pytest.mark.slow
-def test_counts_real_hits(tmp_path: Path) -> None:
-    """The whole tool against a real proxy under callgrind: every answer a
-    HIT, and the count names the hit path."""
+def _run_tool(args: list[str], tmp_path: Path) -> tuple[str, dict]:
+    """The tool on a real proxy under callgrind: (stdout, the --json counts)."""
     missing = [t for t in ("valgrind", "callgrind_control") if shutil.which(t) is None]
     if missing:
         # as the fuzz test does with clang: skipped on a machine without it,
@@ -102,7 +100,7 @@ def test_counts_real_hits(tmp_path: Path) -> None:
             pytest.fail(f"{reason} (CI=true: .ci/run installs it)")
         pytest.skip(reason)
     out_json = tmp_path / "counts.json"
-    cmd = [sys.executable, str(TOOL), "--requests", "200", "--top", "60", "--json", str(out_json)]
+    cmd = [sys.executable, str(TOOL), *args, "--json", str(out_json)]
     proc = subprocess.Popen(
         cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
@@ -118,12 +116,42 @@ def test_counts_real_hits(tmp_path: Path) -> None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
     assert proc.returncode == 0, stderr
-    total = next(line for line in stdout.splitlines() if line.startswith("total: "))
-    per_hit = int(total.split()[1].replace(",", ""))
-    assert 500 < per_hit < 200_000
-    assert "| parse_head | _protocols." in stdout
-    assert "cache_serve" in stdout
     counts = json.loads(out_json.read_text())
     summed = sum(f["ir_per_hit"] for f in counts["functions"])
     assert summed == pytest.approx(counts["ir_per_hit"], rel=1e-9)
-    assert round(counts["ir_per_hit"]) == per_hit
+    total = next(line for line in stdout.splitlines() if line.startswith("total: "))
+    assert round(counts["ir_per_hit"]) == int(total.split()[1].replace(",", ""))
+    return stdout, counts
+
+
+@pytest.mark.slow
+def test_counts_real_hits(tmp_path: Path) -> None:
+    """The whole tool against a real proxy under callgrind: every answer a
+    HIT, and the count names the hit path."""
+    stdout, counts = _run_tool(["--requests", "200", "--top", "60"], tmp_path)
+    assert counts["mode"] == "hit"
+    assert 500 < counts["ir_per_hit"] < 200_000
+    assert "| parse_head | _protocols." in stdout
+    assert "cache_serve" in stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "mode, names",
+    [
+        ("proxied", ("UpstreamProtocol_read_head", "fp_rewrite_request")),
+        ("close", ("ClientFactory", "connection_made", "uv__accept")),
+    ],
+)
+def test_counts_real_proxied_requests_and_connections(
+    tmp_path: Path, mode: str, names: tuple[str, ...]
+) -> None:
+    """--mode proxied and close count the whole process: the count names the
+    upstream path, and for close the connection's set-up, and costs more than
+    a hit (3,000-4,000 here)."""
+    _, counts = _run_tool(["--mode", mode, "--requests", "50"], tmp_path)
+    assert counts["mode"] == mode
+    assert 5_000 < counts["ir_per_hit"] < 500_000
+    functions = [f["function"] for f in counts["functions"]]
+    for name in names:
+        assert any(name in f for f in functions), (name, functions[:40])
