@@ -266,7 +266,8 @@ def measure(size: int, requests: int, out_dir: Path, mode: str = "hit") -> tuple
             raise RuntimeError("callgrind wrote no dump")
         total, costs = parse_callgrind(dumps[0].read_text())
         if total < requests * 100:
-            raise RuntimeError(f"almost nothing counted in {COLLECT_IN}: renamed by Cython?")
+            where = f"in {COLLECT_IN}: renamed by Cython?" if mode == "hit" else "in the proxy"
+            raise RuntimeError(f"almost nothing counted {where}")
         if mode == "hit" and any(c.obj.startswith("loop.") for c in costs):
             # a hit calls into uvloop only when the socket did not take the
             # whole answer: the rest then leaves from the transport, later,
