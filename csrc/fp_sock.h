@@ -1,6 +1,7 @@
-/* fp_sock.h - the data plane's own write to a client socket, beside
- * uvloop's transport: one that may leave the FIN to ride with it; and the
- * client's address, read without a Python object per connection. */
+/* fp_sock.h - the data plane's own socket calls for client connections:
+ * a write that may leave the FIN to ride with it, the accept of fastproxy's
+ * own listener (fastproxy/_socktransport.pxi), and the addresses, read
+ * without a Python object per connection. */
 #ifndef FP_SOCK_H
 #define FP_SOCK_H
 
@@ -24,5 +25,14 @@ void fp_sock_cork(int fd);
  * inet_ntop writes it, into out (cap >= 46 for any address).  Returns its
  * length, or -1 when the socket is not IPv4/IPv6 or getpeername fails. */
 int fp_sock_peer_ip(int fd, char *out, size_t cap);
+
+/* accept4() one connection from listening socket lfd, non-blocking and
+ * close-on-exec, with TCP_NODELAY set; its peer's IP address as text in
+ * ip[0:*iplen] (*iplen -1: not IPv4/IPv6) and its port in *port.  Returns
+ * the new socket, or -1 with errno (EAGAIN: none waiting). */
+int fp_sock_accept(int lfd, char *ip, size_t cap, int *iplen, int *port);
+
+/* The socket's own address, as fp_sock_peer_ip gives the peer's. */
+int fp_sock_name(int fd, char *out, size_t cap, int *port);
 
 #endif

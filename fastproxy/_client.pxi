@@ -62,9 +62,10 @@ cdef class ClientProtocol(ReadConn):
     # was handed to it since (only write() does); we are inside a read of this
     # connection (the transport's callback, or the ReadLoop's) and have not
     # touched the transport since: uvloop reads only while it is open, our own
-    # close paths leave the ReadLoop first, and the one other way it closes --
+    # close paths leave the ReadLoop at once, and the one other way it closes --
     # a failed queued write, in the same loop iteration as our read -- leaves
-    # a dead socket that a direct write cannot harm.
+    # a dead socket that a direct write cannot harm.  (fastproxy's own
+    # transport is asked directly instead: its state is a C field.)
     cdef bint tq_empty
     cdef bint in_read
     cdef double linger_until    # lingering close: LINGER_TIME is up at this monotonic time
@@ -102,12 +103,18 @@ cdef class ClientProtocol(ReadConn):
     # ---- asyncio protocol interface ------------------------------------
     def connection_made(self, transport):
         cdef char ipbuf[64]
+        # uvloop's get_extra_info("peername") reads the same address
+        # through a Python tuple and a sprintf: 2,400 instructions
         cdef int n = fp_sock_peer_ip(self.tfd, ipbuf, sizeof(ipbuf)) if self.tfd >= 0 else -1
+        self.made(transport, ipbuf, n)
+
+    cdef made(self, transport, const char *ipbuf, int n):
+        """connection_made() with the peer's IP address ipbuf[:n] already
+        known (n < 0: ask the transport): fastproxy's own listener has it
+        from accept4."""
         self.transport = transport
         self.twrite = transport.write
         if n >= 0:
-            # uvloop's get_extra_info("peername") reads the same address
-            # through a Python tuple and a sprintf: 2,400 instructions
             self.peer_ip = PyBytes_FromStringAndSize(ipbuf, n)
             ip = self.peer_ip.decode("ascii")
         else:                       # TLS, or a loop without the transport table
@@ -175,7 +182,9 @@ cdef class ClientProtocol(ReadConn):
         return False
 
     def connection_lost(self, exc):
-        drop_reading(self)          # the socket is still open: closed after this call
+        # uvloop's transports close the socket after this call; fastproxy's
+        # own has closed it already, and has let go of the reading with it
+        drop_reading(self)
         self.closed = True
         self.state = C_CLOSED
         self.rt.conns.discard(self)
@@ -600,6 +609,11 @@ cdef class ClientProtocol(ReadConn):
         queued in the transport -- queued bytes must go first; else -1."""
         if self.sfd < 0 or self.closed or self.state == C_CLOSED or self.state == C_LINGER:
             return -1
+        if self.own_tr is not None:     # fastproxy's own transport: no Python call
+            if self.own_tr.closing or self.own_tr.q.len != self.own_tr.qoff:
+                return -1
+            self.tq_empty = True
+            return self.sfd
         if not self.tq_empty:
             if self.transport.get_write_buffer_size():
                 return -1
@@ -656,11 +670,14 @@ cdef class ClientProtocol(ReadConn):
             self.close_now()
 
     cdef close_now(self):
+        # The transport first: fastproxy's own closes the socket at once when
+        # nothing is queued, which takes it out of the ReadLoop's set with no
+        # EPOLL_CTL_DEL of its own (a system call per connection).
         if not self.closed:
             self.state = C_CLOSED
             self.deadline = 0
-            drop_reading(self)
             self.transport.close()
+            drop_reading(self)
 
     cdef linger(self):
         """nginx's lingering close: the FIN follows the answer (write_eof),
@@ -689,8 +706,8 @@ cdef class ClientProtocol(ReadConn):
         if not self.closed:
             self.state = C_CLOSED
             self.deadline = 0
-            drop_reading(self)
             self.transport.abort()
+            drop_reading(self)
 
     cdef void on_timeout(self):
         try:

@@ -16,7 +16,7 @@ import time
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from libc.stdint cimport int64_t, uint32_t, uint64_t
-from libc.string cimport memchr, memcpy
+from libc.string cimport memchr, memcpy, memmove
 
 from fastproxy.fp_cache cimport fp_cache_meta, fp_cache_put
 from fastproxy.fp_cache_policy cimport fp_cc
@@ -34,7 +34,9 @@ from fastproxy.fp_peer cimport (
     FP_PEER_EV_NONE, FP_PEER_EV_PASSIVE_OUT, FP_PEER_FAIL, FP_PEER_NEUTRAL, FP_PEER_OK,
 )
 from fastproxy.fp_path cimport fp_normalize_path
-from fastproxy.fp_sock cimport fp_sock_cork, fp_sock_peer_ip, fp_sock_send
+from fastproxy.fp_sock cimport (
+    fp_sock_accept, fp_sock_cork, fp_sock_name, fp_sock_peer_ip, fp_sock_send,
+)
 from fastproxy.fp_rewrite cimport *
 from fastproxy.fp_stats cimport fp_stats_class, fp_stats_time
 
@@ -116,6 +118,7 @@ cdef int put_chunk(fp_wbuf *w, const char *p, size_t n) except -1:
 # methods, so they stay one extension module).
 include "_readloop.pxi"
 include "_client.pxi"
+include "_socktransport.pxi"
 include "_upstream.pxi"
 include "_cache_path.pxi"
 include "_access_log.pxi"

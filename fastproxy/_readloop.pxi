@@ -38,6 +38,13 @@
 # (uvloop and asyncio close it after that call), so a connection leaves the
 # set (EPOLL_CTL_DEL) by then at the latest, and its fd number can never be
 # someone else's when it does.
+#
+# A client connection accepted by fastproxy's own listener
+# (_socktransport.pxi) has no uvloop transport at all: the set reads it from
+# its first byte and also reports when its socket takes queued bytes again
+# (EPOLLOUT, only while some are queued).  Its transport closes the socket
+# itself, which takes it out of the set without an EPOLL_CTL_DEL, and only
+# then calls connection_lost().
 
 from cpython.ref cimport Py_DECREF, Py_INCREF
 from libc.errno cimport EAGAIN, EINTR, errno
@@ -54,9 +61,13 @@ cdef extern from "<sys/epoll.h>" nogil:
         epoll_data_t data
     enum:
         EPOLLIN
+        EPOLLOUT
+        EPOLLERR
+        EPOLLHUP
         EPOLL_CLOEXEC
         EPOLL_CTL_ADD
         EPOLL_CTL_DEL
+        EPOLL_CTL_MOD
     int epoll_create1(int flags)
     int epoll_ctl(int epfd, int op, int fd, epoll_event *event)
     int epoll_wait(int epfd, epoll_event *events, int maxevents, int timeout)
@@ -72,6 +83,9 @@ DEF MORE_BATCHES_TIME = 0.0005  # ... and for at most this long (s): timers, acc
 cdef uint64_t ANSWERED_IN_READ = 0
 
 
+cdef class SockTransport     # _socktransport.pxi
+
+
 cdef class ReadConn(Conn):
     """A connection the ReadLoop may read instead of its transport.  What a
     read brings is the subclass's to handle: on_read(), on_eof(),
@@ -80,6 +94,9 @@ cdef class ReadConn(Conn):
     cdef readonly bint own_read  # the worker's ReadLoop reads this socket, not the transport
     cdef readonly bint rl_watched  # ... and it is in the ReadLoop's set now (not paused)
     cdef int rfd                # the socket the ReadLoop reads
+    cdef bint rl_out            # the set also reports when the socket is writable
+    cdef uint32_t rl_mask       # the events the set has for rfd now (0: not in it)
+    cdef SockTransport own_tr   # fastproxy's own transport (_socktransport.pxi), or None
 
     cdef int on_read(self, size_t n) except -1:
         """n bytes were read into buf at end."""
@@ -116,31 +133,41 @@ cdef class ReadLoop:
     cdef int epfd
     cdef object loop
     cdef bint watching          # the loop watches epfd
+    cdef list lost_q            # SockTransports whose connection_lost() is due
     cdef readonly uint64_t calls, batches   # ready() calls, and the non-empty sets they read
 
     def __cinit__(self, loop):
         self.loop = loop
+        self.lost_q = []
         self.epfd = epoll_create1(EPOLL_CLOEXEC)
         if self.epfd < 0:
             raise OSError(errno, "epoll_create1")
 
-    cdef bint watch(self, ReadConn c) except -1:
+    cdef bint update(self, ReadConn c) except -1:
+        """Give the set what c wants now: EPOLLIN while rl_watched,
+        EPOLLOUT while rl_out; neither takes it out.  False when that
+        failed (c is then out of the set)."""
         cdef epoll_event ev
+        cdef uint32_t want = (EPOLLIN if c.rl_watched else 0) | (EPOLLOUT if c.rl_out else 0)
+        cdef int op
+        if want == c.rl_mask:
+            return True
         if self.epfd < 0:
-            return False
-        ev.events = EPOLLIN
+            c.rl_mask = 0
+            return want == 0
+        op = EPOLL_CTL_DEL if want == 0 else (EPOLL_CTL_MOD if c.rl_mask else EPOLL_CTL_ADD)
+        ev.events = want
         ev.data.ptr = <void *>c
-        if epoll_ctl(self.epfd, EPOLL_CTL_ADD, c.rfd, &ev) < 0:
-            return False
-        if not self.watching:
+        if epoll_ctl(self.epfd, op, c.rfd, &ev) < 0:
+            if op != EPOLL_CTL_ADD:
+                epoll_ctl(self.epfd, EPOLL_CTL_DEL, c.rfd, &ev)
+            c.rl_mask = 0
+            return want == 0
+        c.rl_mask = want
+        if want and not self.watching:
             self.loop.add_reader(self.epfd, self.ready)
             self.watching = True
         return True
-
-    cdef void unwatch(self, ReadConn c) noexcept:
-        cdef epoll_event ev
-        if self.epfd >= 0:
-            epoll_ctl(self.epfd, EPOLL_CTL_DEL, c.rfd, &ev)
 
     def ready(self):
         """The loop's callback: one read from each ready connection, and
@@ -160,6 +187,11 @@ cdef class ReadLoop:
             whole = True
             for i in range(n):
                 c = <ReadConn>evs[i].data.ptr     # a reference for the call
+                if c.rl_out and evs[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP):
+                    whole = False
+                    c.own_tr.writable()
+                    if not evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP):
+                        continue
                 before = ANSWERED_IN_READ
                 read_ready(c)
                 if ANSWERED_IN_READ == before:
@@ -172,6 +204,26 @@ cdef class ReadLoop:
                 return
             more -= 1
 
+    cdef int lost(self, SockTransport t) except -1:
+        """t closed its socket: its protocol's connection_lost() is called
+        soon, together with those of the rest of this loop turn."""
+        if not self.lost_q:
+            self.loop.call_soon(self.deliver_lost)
+        self.lost_q.append(t)
+        return 0
+
+    def deliver_lost(self):
+        cdef SockTransport t
+        cdef ClientProtocol c
+        q, self.lost_q = self.lost_q, []
+        for t in q:
+            c, t.proto = t.proto, None      # (which also ends the reference cycle)
+            try:
+                c.connection_lost(t.exc)
+            except Exception as exc:
+                self.loop.call_exception_handler({
+                    "message": "connection_lost() failed", "exception": exc, "protocol": c})
+
     def close(self):
         """The worker is stopping and every connection has been aborted."""
         if self.epfd < 0:
@@ -183,22 +235,27 @@ cdef class ReadLoop:
         self.epfd = -1
 
 
+cdef ReadLoop readloop_of(Runtime rt):
+    if rt.readloop is None:
+        rt.readloop = ReadLoop(rt.loop)
+    return <ReadLoop>rt.readloop
+
+
 cdef int take_reading(ReadConn c, int fd) except -1:
     """Move c's reading of socket fd from its transport to the worker's
     ReadLoop."""
     cdef ReadLoop rl
     if c.rt.closing:
         return 0                # stopping: the transport reads what is left
-    if c.rt.readloop is None:
-        c.rt.readloop = ReadLoop(c.rt.loop)
-    rl = <ReadLoop>c.rt.readloop
+    rl = readloop_of(c.rt)
     c.rfd = fd
     c.transport.pause_reading()
-    if not rl.watch(c):
+    c.rl_watched = True
+    if not rl.update(c):
+        c.rl_watched = False
         c.transport.resume_reading()
         return 0
     c.own_read = True
-    c.rl_watched = True
     Py_INCREF(c)                # held while the set may name c
     return 0
 
@@ -219,17 +276,22 @@ cdef int pause_own_reading(ReadConn c) except -1:
     if c.rl_watched:
         c.rl_watched = False
         if c.rt.readloop is not None:   # else stopped: its set is gone
-            (<ReadLoop>c.rt.readloop).unwatch(c)
+            (<ReadLoop>c.rt.readloop).update(c)
     return 0
 
 
 cdef int resume_own_reading(ReadConn c) except -1:
     if not c.rl_watched and c.rt.readloop is not None:
-        if (<ReadLoop>c.rt.readloop).watch(c):
-            c.rl_watched = True
-        else:                   # cannot happen with a live fd; the transport reads instead
+        c.rl_watched = True
+        if not (<ReadLoop>c.rt.readloop).update(c):
+            # cannot happen with a live fd; the transport reads instead,
+            # or, with no uvloop transport behind, the connection ends
+            c.rl_watched = False
             drop_reading(c)
-            c.transport.resume_reading()
+            if c.own_tr is not None:
+                c.own_tr.abort()
+            else:
+                c.transport.resume_reading()
     return 0
 
 

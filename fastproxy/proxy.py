@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 from collections.abc import Mapping
@@ -19,7 +20,7 @@ from dataclasses import replace
 from typing import Any
 
 from fastproxy import _cache
-from fastproxy._protocols import make_client_factory, use_cache_region
+from fastproxy._protocols import SockServer, make_client_factory, use_cache_region
 from fastproxy._runtime import Runtime
 from fastproxy.config import Address, Config, ListenOptions
 from fastproxy.logs import AccessLog, setup_error_log
@@ -36,6 +37,34 @@ def _same_but_certs(a: ListenOptions, b: ListenOptions) -> bool:
     return replace(a, tls=replace(a.tls, certificates=())) == replace(
         b, tls=replace(b.tls, certificates=())
     )
+
+
+# Plain-TCP listeners through uvloop's server and transports, as before
+# fastproxy had its own (README, "Embedding"): for A/B measurements.
+UVLOOP_ACCEPT = os.environ.get("FASTPROXY_UVLOOP_ACCEPT", "") not in ("", "0")
+
+
+def _bind(addr: Address) -> socket.socket:
+    """What loop.create_server(host, port, reuse_port=True) binds: a
+    listening socket of addr's family, SO_REUSEPORT, v6-only for IPv6."""
+    family = socket.AF_INET6 if ":" in addr.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        try:
+            sock.bind((addr.host, addr.port))
+        except OSError as exc:
+            why = f"error while attempting to bind on address {str(addr)!r}: {exc.strerror}"
+            raise OSError(exc.errno, why) from None
+        sock.listen(1024)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 class Proxy:
@@ -107,7 +136,13 @@ class Proxy:
             if ctx is not None:
                 kw.update(ssl=ctx, ssl_handshake_timeout=self.config.server.tls_handshake_timeout)
             sock = sockets.get(addr)
-            if sock is not None:
+            if ctx is None and not UVLOOP_ACCEPT:
+                # plain TCP: fastproxy's own listener and transport (_socktransport.pxi)
+                owned = sock is None
+                srv = SockServer(loop, sock if sock is not None else _bind(addr), factory, owned)
+                srv.start()
+                self._servers[addr] = srv
+            elif sock is not None:
                 self._servers[addr] = await loop.create_server(factory, sock=sock, **kw)
             else:
                 self._servers[addr] = await loop.create_server(

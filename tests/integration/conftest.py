@@ -163,7 +163,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from support import LabelOrigin
+from support import LabelOrigin, children
 
 # The fastproxy tree the proxy processes run from; FASTPROXY_TEST_TREE points the tests at
 # another built checkout (e.g. to check that a test fails without a fix).
@@ -1155,7 +1155,7 @@ class ProxyProcess:
         """VmRSS of the whole process tree: `fastproxy run -c` is a master whose
         workers (its children) do the proxying."""
         total = 0
-        for pid in [self.pid, *_children(self.pid)]:
+        for pid in [self.pid, *children(self.pid)]:
             try:
                 with open(f"/proc/{pid}/status") as f:
                     total += next(int(ln.split()[1]) for ln in f if ln.startswith("VmRSS:"))
@@ -1329,22 +1329,6 @@ class _WSCodec:
 @pytest.fixture
 def ws_codec() -> _WSCodec:
     return _WSCodec()
-
-
-def _children(pid: int) -> list[int]:
-    """Direct children of pid, from /proc/*/stat (field 4 is the parent pid)."""
-    kids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-            kids.append(int(entry))
-    return kids
 
 
 # ---------------------------------------------------------------------------------------------
