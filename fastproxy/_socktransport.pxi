@@ -56,7 +56,8 @@ cdef class SockTransport:
     cdef bint eof_pending       # write_eof() once the queue drains
     cdef bint eof_sent
     cdef bint writing_paused    # the protocol was told pause_writing()
-    cdef object peer            # (ip, port)
+    cdef object peer            # (ip, port), made when asked for
+    cdef int port               # the peer's
     cdef object exc             # for connection_lost()
 
     def __cinit__(self):
@@ -203,7 +204,12 @@ cdef class SockTransport:
     def get_extra_info(self, name, default=None):
         cdef char ip[64]
         cdef int port = 0, n
+        cdef ClientProtocol c
         if name == "peername":
+            c = self.proto
+            if self.peer is None and c is not None and c.peer is not None \
+                    and c.peer != "unknown":
+                self.peer = (c.peer, self.port)
             return self.peer
         if name == "sockname" and self.fd >= 0:
             n = fp_sock_name(self.fd, ip, sizeof(ip), &port)
@@ -326,8 +332,7 @@ cdef class SockServer:
             t.fd = fd
             t.proto = c
             t.rl = readloop_of(c.rt)
-            t.peer = (PyBytes_FromStringAndSize(ip, n).decode("ascii"), port) if n >= 0 \
-                else None
+            t.port = port
             c.tfd = c.rfd = fd
             c.own_tr = t
             c.made(t, ip, n)
