@@ -18,8 +18,17 @@ BACKLOG = 1024
 Listeners = dict[Address, list[socket.socket]]
 
 
-class ListenError(Exception):
-    """A listen address could not be bound; the message names it."""
+class ListenError(OSError):
+    """A listen address could not be bound; the message names it.  An
+    OSError with the errno of the failed call (when there was one), whose
+    text is the message alone."""
+
+    def __init__(self, message: str, errno_: int | None = None) -> None:
+        super().__init__(errno_, message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def _check_free(addr: Address) -> None:
@@ -39,7 +48,8 @@ def _check_free(addr: Address) -> None:
         except OSError as exc:
             why = "another process listens there" if exc.errno == errno.EADDRINUSE else ""
             raise ListenError(
-                f"cannot listen on {addr}: {exc.strerror}" + (f" ({why})" if why else "")
+                f"cannot listen on {addr}: {exc.strerror}" + (f" ({why})" if why else ""),
+                exc.errno,
             ) from None
 
 
@@ -65,7 +75,7 @@ def open_group(addr: Address, port: int, count: int) -> list[socket.socket]:
     except OSError as exc:
         for s in socks:
             s.close()
-        raise ListenError(f"cannot listen on {addr}: {exc.strerror}") from None
+        raise ListenError(f"cannot listen on {addr}: {exc.strerror}", exc.errno) from None
     return socks
 
 

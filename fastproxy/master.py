@@ -389,7 +389,8 @@ class Master:
             if exc.errno == errno.EADDRINUSE and have is not None and have.port == want.port:
                 pending.admin_rebind = True  # our own socket is in the way: switch at promote
                 return
-            raise ListenError(f"cannot listen on {want} (admin): {exc.strerror}") from None
+            why = f"cannot listen on {want} (admin): {exc.strerror}"
+            raise ListenError(why, exc.errno) from None
 
     def _switch_admin(self, config: Config, sock: socket.socket | None, rebind: bool) -> None:
         """The new generation took over: serve the admin endpoint as its config says."""

@@ -23,6 +23,7 @@ from fastproxy import _cache
 from fastproxy._protocols import SockServer, make_client_factory, use_cache_region
 from fastproxy._runtime import Runtime
 from fastproxy.config import Address, Config, ListenOptions
+from fastproxy.listeners import open_group
 from fastproxy.logs import AccessLog, setup_error_log
 from fastproxy.policy import Policy
 from fastproxy.tls import TLSError, listener_runtimes
@@ -46,25 +47,9 @@ UVLOOP_ACCEPT = os.environ.get("FASTPROXY_UVLOOP_ACCEPT", "") not in ("", "0")
 
 def _bind(addr: Address) -> socket.socket:
     """What loop.create_server(host, port, reuse_port=True) binds: a
-    listening socket of addr's family, SO_REUSEPORT, v6-only for IPv6."""
-    family = socket.AF_INET6 if ":" in addr.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        try:
-            sock.bind((addr.host, addr.port))
-        except OSError as exc:
-            why = f"error while attempting to bind on address {str(addr)!r}: {exc.strerror}"
-            raise OSError(exc.errno, why) from None
-        sock.listen(1024)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+    listening socket of addr's family, SO_REUSEPORT, v6-only for IPv6.
+    Raises ListenError (an OSError) naming the address."""
+    return open_group(addr, addr.port, 1)[0]
 
 
 class Proxy:

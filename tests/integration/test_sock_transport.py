@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import resource
 import socket
@@ -206,3 +207,30 @@ def test_both_listeners_serve_and_report_the_peer(origin, monkeypatch, uvloop_ac
         b"GET /c",
     ]
     assert [r.header("X-Forwarded-For") for r in origin.wait_requests(4)] == ["127.0.0.1"] * 4
+
+
+def test_a_port_in_use_is_an_oserror_naming_the_address():
+    """The embedded engine binds plain listeners itself now: a port taken by
+    another socket (no SO_REUSEPORT there) fails start() with an OSError
+    that keeps the errno and names the address, as uvloop's did."""
+    uvloop = pytest.importorskip("uvloop")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        addr = f"127.0.0.1:{taken.getsockname()[1]}"
+        config = fastproxy.Config.from_dict(
+            {
+                "server": {"listen": [addr], "pid_file": False},
+                "upstreams": {"app": {"servers": ["127.0.0.1:9"]}},
+                "routes": [{"path_prefix": "/", "upstream": "app"}],
+            }
+        )
+
+        async def main() -> None:
+            async with fastproxy.Proxy(config):
+                pass
+
+        with pytest.raises(OSError) as info:
+            uvloop.run(main())
+    assert info.value.errno == errno.EADDRINUSE
+    assert str(info.value) == f"cannot listen on {addr}: Address already in use"
