@@ -194,6 +194,9 @@ cdef class ClientFactory:
     cdef object listener
 
     def __call__(self):
+        return self.make()
+
+    cdef ClientProtocol make(self):
         cdef ClientProtocol c = ClientProtocol.__new__(ClientProtocol)
         c.setup(self.rt, self.listener)
         return c

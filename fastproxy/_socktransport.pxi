@@ -25,7 +25,8 @@
 #   which takes it out of the set with no EPOLL_CTL_DEL.
 #
 # TLS listeners keep uvloop's server and transports; so does every listener
-# when FASTPROXY_UVLOOP_ACCEPT=1 is set (for A/B measurements; docs/).
+# when FASTPROXY_UVLOOP_ACCEPT=1 is set (for A/B measurements; README,
+# "Embedding").
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyObject_GetBuffer, PyBuffer_Release
 from libc.errno cimport ECONNABORTED, EPERM, EPROTO, ETIMEDOUT
@@ -326,8 +327,7 @@ cdef class SockServer:
         cdef ClientProtocol c
         cdef SockTransport t = None
         try:
-            c = ClientProtocol.__new__(ClientProtocol)
-            c.setup(self.factory.rt, self.factory.listener)
+            c = self.factory.make()
             t = SockTransport.__new__(SockTransport)
             t.fd = fd
             t.proto = c
