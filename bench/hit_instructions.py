@@ -16,7 +16,7 @@ Counting covers only the read loop's callback (ReadLoop.ready, where a
 keep-alive hit runs from its read(2) to its answer) and starts after a warm-up
 (callgrind_control -z), ending with a dump (callgrind_control -d).  Left out:
 the event loop's turn around the callback (uvloop, epoll_pwait, the GIL: about
-1,600 instructions per turn, which under wrk -c50 serves about 3 hits) and
+1,600 instructions per turn, which under wrk -c50 serves 8-9 hits) and
 timers, whose share would grow with the wall time valgrind stretches.  So the
 count per hit does not depend on --requests.  An answer the socket does not
 take whole leaves partly from uvloop's transport, later, outside the callback:
