@@ -163,7 +163,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from support import LabelOrigin, children
+from support import LabelOrigin
+
+from fastproxy import procinfo
 
 # The fastproxy tree the proxy processes run from; FASTPROXY_TEST_TREE points the tests at
 # another built checkout (e.g. to check that a test fails without a fix).
@@ -1154,13 +1156,7 @@ class ProxyProcess:
     def rss_kib(self) -> int:
         """VmRSS of the whole process tree: `fastproxy run -c` is a master whose
         workers (its children) do the proxying."""
-        total = 0
-        for pid in [self.pid, *children(self.pid)]:
-            try:
-                with open(f"/proc/{pid}/status") as f:
-                    total += next(int(ln.split()[1]) for ln in f if ln.startswith("VmRSS:"))
-            except (OSError, StopIteration):
-                continue
+        total = procinfo.rss_kib(procinfo.proc_tree(self.pid))
         if total == 0:
             raise RuntimeError("no VmRSS")
         return total

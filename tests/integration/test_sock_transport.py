@@ -18,14 +18,15 @@ import time
 from typing import Any
 
 import pytest
-from support import children, wait_for
+from support import wait_for
 
 import fastproxy
+from fastproxy import procinfo
 from fastproxy import proxy as proxy_module
 
 
 def _worker(p: Any) -> int:
-    [pid] = wait_for(lambda: children(p.pid) or None, 10, "the worker")
+    [pid] = wait_for(lambda: procinfo.proc_tree(p.pid)[1:] or None, 10, "the worker")
     return pid
 
 
