@@ -43,8 +43,9 @@
 # (_socktransport.pxi) has no uvloop transport at all: the set reads it from
 # its first byte and also reports when its socket takes queued bytes again
 # (EPOLLOUT, only while some are queued).  Its transport closes the socket
-# itself, which takes it out of the set without an EPOLL_CTL_DEL, and only
-# then calls connection_lost().
+# itself, which takes it out of the set without an EPOLL_CTL_DEL (unless the
+# process has forked: _socktransport.pxi, FORKED), and only then calls
+# connection_lost().
 
 from cpython.ref cimport Py_DECREF, Py_INCREF
 from libc.errno cimport EAGAIN, EINTR, errno

@@ -22,14 +22,16 @@
 #   at asyncio's default water marks; close() after the queue drains;
 #   write_eof(); abort().  The socket is closed before connection_lost() is
 #   called (batched per loop turn, as asyncio calls it soon, not at once),
-#   which takes it out of the set with no EPOLL_CTL_DEL.
+#   which takes it out of the set with no EPOLL_CTL_DEL (unless the process
+#   has forked: see FORKED); from the close on, the protocol counts as closed.
 #
 # TLS listeners keep uvloop's server and transports; so does every listener
 # when FASTPROXY_UVLOOP_ACCEPT=1 is set (for A/B measurements; README,
 # "Embedding").
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyObject_GetBuffer, PyBuffer_Release
-from libc.errno cimport ECONNABORTED, EPERM, EPROTO, ETIMEDOUT
+from libc.errno cimport (ECONNABORTED, EHOSTDOWN, EHOSTUNREACH, ENETDOWN, ENETUNREACH, ENONET,
+                         ENOPROTOOPT, EOPNOTSUPP, EPERM, EPROTO, ETIMEDOUT)
 from posix.unistd cimport close as close_socket
 
 cdef extern from "<sys/socket.h>" nogil:
@@ -39,6 +41,31 @@ cdef extern from "<sys/socket.h>" nogil:
         MSG_NOSIGNAL
         MSG_DONTWAIT
         SHUT_WR
+
+cdef extern from "<pthread.h>" nogil:
+    int pthread_atfork(void (*prepare)() noexcept nogil, void (*parent)() noexcept nogil,
+                       void (*child)() noexcept nogil)
+
+# Closing a socket takes it out of an epoll set only once no process holds
+# it.  After a fork (an embedding program's multiprocessing, say), the child
+# holds a copy of every socket this process had, so a connection must leave
+# the read loop's set (EPOLL_CTL_DEL) before its close, or the set would go
+# on naming a freed protocol.  Until then, which is always in fastproxy's own
+# workers, the close alone does it, one system call fewer per connection.
+cdef bint FORKED = False
+
+
+cdef void note_fork_parent() noexcept nogil:
+    global FORKED
+    FORKED = True
+
+
+cdef void note_fork_child() noexcept nogil:
+    global FORKED
+    FORKED = False      # its own sets start empty; only its own later forks matter
+
+
+pthread_atfork(NULL, note_fork_parent, note_fork_child)
 
 DEF ACCEPT_BATCH = 128          # connections accepted per readiness of the listener
 DEF HIGH_WATER = 65536          # asyncio's default write-buffer limits
@@ -161,7 +188,8 @@ cdef class SockTransport:
         self.closing = True
         if self.q.len == self.qoff:
             self.finish(None)
-        elif self.proto.rl_watched:     # nothing more is read; the queue still drains
+            return
+        if self.proto.rl_watched:       # nothing more is read; the queue still drains
             self.proto.rl_watched = False
             self.rl.update(self.proto)
 
@@ -210,8 +238,9 @@ cdef class SockTransport:
             c = self.proto
             if self.peer is None and c is not None and c.peer is not None \
                     and c.peer != "unknown":
-                self.peer = (c.peer, self.port)
-            return self.peer
+                # asyncio's shapes: (host, port), and (host, port, flowinfo, scope_id) for IPv6
+                self.peer = (c.peer, self.port, 0, 0) if ":" in c.peer else (c.peer, self.port)
+            return self.peer if self.peer is not None else default
         if name == "sockname" and self.fd >= 0:
             n = fp_sock_name(self.fd, ip, sizeof(ip), &port)
             if n >= 0:
@@ -227,22 +256,28 @@ cdef class SockTransport:
         return 0
 
     cdef int finish(self, exc) except -1:
-        """Close the socket now (which takes it out of the ReadLoop's set)
-        and call connection_lost() soon.  The reading ends here too, not in
-        connection_lost(): until then a resume_reading() (an upstream that
-        drained) must not put the fd number back in the set, where it may
-        already be another socket's."""
+        """Close the socket now and call connection_lost() soon.  The
+        connection ends here for the protocol too, not in connection_lost():
+        until then nothing may use the fd number, which may already be
+        another socket's -- no resume_reading() putting it back in the set
+        (an upstream that drained), no direct write -- and no request
+        pipelined behind a failed write may start."""
         cdef ClientProtocol c = self.proto
         if self.fd < 0:
             return 0
         self.q.len = self.qoff = 0
         c.rl_watched = c.rl_out = False
+        if c.rl_mask and FORKED:
+            self.rl.update(c)   # EPOLL_CTL_DEL: a forked child may hold the socket (above)
         c.rl_mask = 0
         if c.own_read:
             c.own_read = False
             Py_DECREF(c)        # (self.proto still holds it)
         close_socket(self.fd)
         self.fd = -1
+        c.sfd = c.rfd = c.tfd = -1
+        c.closed = True
+        c.state = C_CLOSED
         self.exc = exc
         self.rl.lost(self)
         return 0
@@ -255,6 +290,7 @@ cdef class SockServer:
     cdef object sock            # the listening socket given (closed by close() if owned)
     cdef bint owned
     cdef int fd                 # our own duplicate of it
+    cdef object where           # its address, for the log
     cdef ClientFactory factory
     cdef bint serving
     cdef object resume
@@ -264,6 +300,7 @@ cdef class SockServer:
         self.sock = sock
         self.owned = owned
         self.factory = factory
+        self.where = sock.getsockname()[:2]
         self.fd = os.dup(sock.fileno())
         os.set_blocking(self.fd, False)
 
@@ -294,7 +331,7 @@ cdef class SockServer:
 
     def accept_ready(self):
         cdef char ip[64]
-        cdef int n, port, fd, i
+        cdef int n, port, fd, i, err
         for i in range(ACCEPT_BATCH):
             if not self.serving:
                 return          # closed by what the last connection did (a stop)
@@ -302,17 +339,23 @@ cdef class SockServer:
             if fd >= 0:
                 self.started(fd, ip, n, port)
                 continue
-            if errno == EAGAIN:
+            err = errno
+            if err == EAGAIN:
                 return
-            if errno == ECONNABORTED or errno == EPROTO or errno == EPERM \
-                    or errno == ETIMEDOUT:
-                continue        # this one was gone before its turn (EPERM: a firewall)
+            if err == ECONNABORTED or err == EPERM or err == ETIMEDOUT or err == EPROTO \
+                    or err == ENETDOWN or err == ENOPROTOOPT or err == EHOSTDOWN \
+                    or err == ENONET or err == EHOSTUNREACH or err == EOPNOTSUPP \
+                    or err == ENETUNREACH:
+                # This connection's own error (gone before its turn; EPERM: a
+                # firewall; the rest: accept(2) hands over the new socket's
+                # pending network error, to be retried like EAGAIN).
+                continue
             # Out of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM),
             # or anything stranger: the listener stays readable, so asking
             # again at once would spin; pause, as nginx does.
             self.factory.rt.log.error(
                 "accept on %s failed: %s; not accepting for %gs",
-                self.sock.getsockname()[:2], os.strerror(errno), ACCEPT_PAUSE)
+                self.where, os.strerror(err), ACCEPT_PAUSE)
             self.loop.remove_reader(self.fd)
             self.serving = False
             self.resume = self.loop.call_later(ACCEPT_PAUSE, self.resume_accepting)
@@ -342,7 +385,10 @@ cdef class SockServer:
         except Exception as exc:
             if t is not None:
                 t.fd = -1       # closed here, not by its __dealloc__
+                t.proto = None
             close_socket(fd)
+            if c is not None and c in c.rt.conns:   # made() got as far as counting it
+                c.connection_lost(exc)
             self.loop.call_exception_handler({
                 "message": "Failed to set up an accepted connection", "exception": exc})
             return

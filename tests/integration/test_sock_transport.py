@@ -12,8 +12,11 @@ import contextlib
 import errno
 import os
 import resource
+import signal
 import socket
 import struct
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -235,3 +238,101 @@ def test_a_port_in_use_is_an_oserror_naming_the_address():
             uvloop.run(main())
     assert info.value.errno == errno.EADDRINUSE
     assert str(info.value) == f"cannot listen on {addr}: Address already in use"
+
+
+# An embedding program that forks (no exec) while connections are open: the
+# child holds a copy of every socket until it exits.
+FORKING_EMBEDDER = r"""
+import asyncio, os, signal, sys
+import uvloop
+import fastproxy
+
+config = fastproxy.Config.from_dict({
+    "server": {"listen": ["127.0.0.1:0"], "pid_file": False},
+    "log": {"access": "off"},
+    "upstreams": {"app": {"servers": [sys.argv[1]]}},
+    "routes": [{"path_prefix": "/", "upstream": "app"}],
+})
+
+def fork():
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:            # holds every inherited socket until the parent is gone
+        os.close(w)
+        os.read(r, 1)
+        os._exit(0)
+    os.close(r)
+    print("forked", pid, flush=True)   # (w stays open: closed when this process ends)
+
+async def main():
+    async with fastproxy.Proxy(config) as proxy:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, fork)
+        print("port", proxy.addresses[0][1], flush=True)
+        await asyncio.Event().wait()
+
+uvloop.run(main())
+"""
+
+
+def _server_side_inode(port: int, client_port: int) -> int:
+    """The inode of the proxy's socket of the connection from client_port."""
+    with open("/proc/net/tcp") as f:
+        for line in list(f)[1:]:
+            f_ = line.split()
+            ports = [int(end.rsplit(":", 1)[1], 16) for end in (f_[1], f_[2])]
+            if ports == [port, client_port]:
+                return int(f_[9])
+    raise AssertionError(f"no socket of port {port} connected to {client_port}")
+
+
+def _epoll_targets(pid: int) -> set[int]:
+    """The inodes of every file registered in any epoll set process pid holds."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:[eventpoll]":
+                continue
+            with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                for line in f:
+                    if line.startswith("tfd:"):
+                        inodes.add(int(line.split("ino:")[1].split()[0], 16))
+    return inodes
+
+
+def test_a_closed_connection_leaves_the_read_loop_even_when_a_fork_holds_its_socket(
+    origin, tmp_path
+):
+    """Closing a socket takes it out of an epoll set only when no process
+    holds it any more: after a fork without exec (an embedding program's
+    multiprocessing, say) the child holds them all.  A keep-alive
+    connection that joined the read loop's set must then leave it before
+    its socket is closed, or the set goes on naming a freed protocol."""
+    script = tmp_path / "embed.py"
+    script.write_text(FORKING_EMBEDDER)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), origin.address],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        port = int(proc.stdout.readline().split()[1])
+        s = _connect(port)
+        s.sendall(b"GET /k HTTP/1.1\r\nHost: t\r\n\r\n")  # keep-alive: it joins the set
+        assert s.recv(4096).startswith(b"HTTP/1.1 200")
+        inode = _server_side_inode(port, s.getsockname()[1])
+        wait_for(lambda: inode in _epoll_targets(proc.pid), 5, "the connection in the set")
+        proc.send_signal(signal.SIGUSR2)
+        assert proc.stdout.readline().startswith("forked")
+        # The proxy ends the connection after this answer: its close alone
+        # would leave the socket in the set, held open by the child.
+        s.sendall(b"GET /c HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.1 200")
+        wait_for(lambda: inode not in _epoll_targets(proc.pid), 5, "the connection out of the set")
+        s.close()  # an event on the socket, which a stale registration would report
+        with _connect(port) as s2:  # and it goes on serving
+            s2.sendall(b"GET /after HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            assert _until_close(s2).endswith(b"GET /after")
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        _, err = proc.communicate(timeout=10)
+    assert "Traceback" not in err, err
