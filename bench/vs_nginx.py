@@ -338,6 +338,7 @@ def nginx_proxy_conf(
         "    keepalive_requests 1000;           # fastproxy keepalive_requests default 1000\n"
         "    client_header_timeout 10s;         # fastproxy client_header_timeout default\n"
         "    client_body_timeout 30s;           # fastproxy client_body_timeout default\n"
+        "    send_timeout 60s;                  # fastproxy client_send_timeout default\n"
         "    client_max_body_size 1g;           # fastproxy max_body_size default 1 GiB\n"
         "    client_body_buffer_size 8k;        # nginx x86-64 default; 4 KiB POST in memory\n"
         "    upstream app {                     # [upstreams.app]\n"

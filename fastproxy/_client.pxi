@@ -196,14 +196,22 @@ cdef class ClientProtocol(ReadConn):
             up.client_gone()
 
     def pause_writing(self):
+        # The client stopped taking the answer: it has client_send_timeout
+        # to take more (nginx's send_timeout), and the server's read timeout
+        # waits meanwhile -- the delay is not the server's.
         self.write_paused = True
+        self.send_by = coarse_now() + self.rt.send_timeout
         if self.up is not None:
             self.up.pause_reading()
+            self.up.client_stalled()
 
     def resume_writing(self):
         self.write_paused = False
+        if self.state != C_CLOSED:      # closing: the queue still has to drain in time
+            self.send_by = 0
         if self.up is not None:
             self.up.resume_reading()
+            self.up.client_moving()
 
     def close_if_idle(self):
         """Graceful stop: close a connection that has no request in progress."""
@@ -678,6 +686,9 @@ cdef class ClientProtocol(ReadConn):
             self.deadline = 0
             self.transport.close()
             drop_reading(self)
+            if self.own_tr is None and not self.send_by and self.transport.get_write_buffer_size():
+                # uvloop's transport drains before it closes, with no end
+                self.send_by = coarse_now() + self.rt.send_timeout
 
     cdef linger(self):
         """nginx's lingering close: the FIN follows the answer (write_eof),
@@ -708,6 +719,16 @@ cdef class ClientProtocol(ReadConn):
             self.deadline = 0
             self.transport.abort()
             drop_reading(self)
+
+    cdef void on_send_timeout(self):
+        """The socket took none of the queued answer for client_send_timeout."""
+        try:
+            why = f"client took no bytes of the answer for {self.rt.send_timeout:g}s: closed"
+            self.rt.error(self.peer, self.route.label if self.route is not None else None,
+                          self.server.address if self.server is not None else None, why)
+            self.abort()
+        except Exception:
+            self.rt.log.exception("client send timeout handler")
 
     cdef void on_timeout(self):
         try:

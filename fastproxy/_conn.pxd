@@ -11,6 +11,9 @@ cdef class Conn:
     cdef size_t end           # one past the last received byte
     cdef double deadline      # monotonic seconds; 0 = none
     cdef int tkind            # what the deadline means (per subclass)
+    # A client's answer the socket stopped taking must move on by then (the
+    # sweep checks it beside the deadline, which it leaves alone); 0 = none
+    cdef double send_by
     cdef object transport
     cdef object twrite        # transport.write, bound once per connection
     cdef bint closed
@@ -22,6 +25,7 @@ cdef class Conn:
     cdef int grow_to(self, size_t cap) except -1
     cdef void consumed_all(self)
     cdef void on_timeout(self)
+    cdef void on_send_timeout(self)
     cdef void pause_reading(self)
     cdef void resume_reading(self)
 

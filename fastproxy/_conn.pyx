@@ -69,6 +69,7 @@ cdef class Conn:
             raise MemoryError()
         self.start = self.end = 0
         self.deadline = 0
+        self.send_by = 0
         self.closed = False
         self.reading_paused = False
         self.tfd = -1
@@ -159,6 +160,9 @@ cdef class Conn:
     cdef void on_timeout(self):
         pass
 
+    cdef void on_send_timeout(self):
+        pass
+
     cdef void pause_reading(self):
         if not self.reading_paused and self.transport is not None and not self.closed:
             self.reading_paused = True
@@ -175,6 +179,10 @@ cdef class Conn:
             self.transport.abort()
 
     def _expire(self):
-        """Called by the runtime's sweep when the deadline has passed."""
+        """Called by the runtime's sweep when the deadline or send_by has passed."""
+        if self.send_by and self.send_by <= coarse_now():
+            self.send_by = 0
+            self.on_send_timeout()
+            return
         self.deadline = 0
         self.on_timeout()

@@ -19,6 +19,7 @@ cdef class Runtime:
     cdef public Router router
     cdef public double header_timeout
     cdef public double body_timeout
+    cdef public double send_timeout    # [server] client_send_timeout
     cdef public double keepalive_timeout
     cdef public double ws_timeout
     cdef public uint64_t max_body

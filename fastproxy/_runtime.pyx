@@ -99,6 +99,7 @@ cdef class Runtime:
         self.resp_limits.max_headers = 256
         self.header_timeout = s.client_header_timeout
         self.body_timeout = s.client_body_timeout
+        self.send_timeout = s.client_send_timeout
         self.keepalive_timeout = s.keepalive_timeout
         self.ws_timeout = s.websocket_idle_timeout
         self.max_body = s.max_body_size
@@ -163,7 +164,8 @@ cdef class Runtime:
     def _sweep(self):
         cdef double now = coarse_now()     # deadlines are set on this clock
         cdef Conn c
-        expired = [c for c in self.conns if c.deadline and c.deadline <= now]
+        expired = [c for c in self.conns
+                   if (c.deadline and c.deadline <= now) or (c.send_by and c.send_by <= now)]
         for c in expired:
             try:
                 c._expire()

@@ -160,6 +160,8 @@ cdef class SockTransport:
                 return 0
             self.qoff += r
             left -= r
+            if self.proto.send_by and r > 0:    # it takes bytes: the timeout starts again
+                self.proto.send_by = coarse_now() + self.proto.rt.send_timeout
         if left:
             if self.writing_paused and left <= LOW_WATER:
                 self.writing_paused = False
@@ -189,7 +191,9 @@ cdef class SockTransport:
         if self.q.len == self.qoff:
             self.finish(None)
             return
-        if self.proto.rl_watched:       # nothing more is read; the queue still drains
+        if not self.proto.send_by:      # the queue drains first, in time
+            self.proto.send_by = coarse_now() + self.proto.rt.send_timeout
+        if self.proto.rl_watched:       # nothing more is read
             self.proto.rl_watched = False
             self.rl.update(self.proto)
 

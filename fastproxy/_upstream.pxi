@@ -188,6 +188,16 @@ cdef class UpstreamProtocol(ReadConn):
             self.uq_maybe = True
             self.twrite(data[sent:] if sent else data)
 
+    cdef client_stalled(self):
+        """The client stopped taking the answer (its read is paused): no read
+        timeout meanwhile, which would blame the server for the wait."""
+        if self.tkind == T_READ:
+            self.deadline = 0
+
+    cdef client_moving(self):
+        if self.tkind == T_READ and self.state != U_CLOSED and not self.closed:
+            self.deadline = coarse_now() + self.upstream.read_timeout
+
     cdef client_gone(self):
         """The client vanished mid-exchange: this connection is not reusable."""
         self.client = None
@@ -247,7 +257,10 @@ cdef class UpstreamProtocol(ReadConn):
             c.send2(self.out.data, self.out.len, self.zb, self.zn, False)
         self.zn = 0
         if self.state == U_BODY:
-            self.deadline = coarse_now() + self.upstream.read_timeout
+            if self.client is not None and self.client.write_paused:
+                self.deadline = 0       # until the client takes more (client_stalled)
+            else:
+                self.deadline = coarse_now() + self.upstream.read_timeout
 
     cdef read_head(self, ClientProtocol c):
         cdef int64_t rc

@@ -104,6 +104,7 @@ class ServerConfig:
     worker_cpu_affinity: Literal["off", "auto"] = "off"
     client_header_timeout: float = 10.0
     client_body_timeout: float = 30.0
+    client_send_timeout: float = 60.0
     keepalive_timeout: float = 75.0
     websocket_idle_timeout: float = 300.0
     keepalive_requests: int = 1000
@@ -282,6 +283,7 @@ _SERVER_CONVS: dict[str, Conv] = {
     "worker_cpu_affinity": _choice("off", "auto"),
     "client_header_timeout": _simple(parse_positive_duration),
     "client_body_timeout": _simple(parse_positive_duration),
+    "client_send_timeout": _simple(parse_positive_duration),
     "keepalive_timeout": _simple(parse_duration),
     "websocket_idle_timeout": _simple(parse_positive_duration),
     "keepalive_requests": _int(1),

@@ -65,6 +65,7 @@ class ServerConfig:
     worker_cpu_affinity: Literal["off", "auto"] = "off"
     client_header_timeout: float = 10.0
     client_body_timeout: float = 30.0
+    client_send_timeout: float = 60.0
     keepalive_timeout: float = 75.0
     websocket_idle_timeout: float = 300.0
     keepalive_requests: int = 1000

@@ -45,6 +45,7 @@ workers = 1                        # int >= 1 or "auto"
 worker_cpu_affinity = "off"        # "off" | "auto"
 client_header_timeout = "10s"
 client_body_timeout = "30s"
+client_send_timeout = "60s"        # a client taking none of its answer: closed
 keepalive_timeout = "75s"          # client-side idle keep-alive
 keepalive_requests = 1000          # max requests per client connection
 max_body_size = "1GiB"             # 0 = unlimited
@@ -224,6 +225,7 @@ EXPECTED_SERVER_DEFAULTS = {
     "worker_cpu_affinity": "off",
     "client_header_timeout": 10.0,
     "client_body_timeout": 30.0,
+    "client_send_timeout": 60.0,
     "keepalive_timeout": 75.0,
     "websocket_idle_timeout": 300.0,
     "keepalive_requests": 1000,
