@@ -189,6 +189,16 @@ cdef class ClientProtocol(ReadConn):
         self.state = C_CLOSED
         self.rt.conns.discard(self)
         self.rt.st.connections_active -= 1
+        if self.route is not None and not self.counted:
+            # A request still under way (the client reset, a write to it
+            # failed, a timeout), or a tunnel that ended: counted and logged
+            # like any other, as nginx does -- 499, its "client closed
+            # request", when no answer had started.
+            if not self.response_started:
+                self.status = 499
+            if self.cwaitfor:           # it was waiting for a cache fill: uncounted then
+                self.rt.requests_total += 1
+            self.request_done(self.status != 101)
         cache_store_abort(self)
         self.end_server(FP_PEER_NEUTRAL)
         if self.up is not None:

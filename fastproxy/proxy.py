@@ -225,6 +225,11 @@ class Proxy:
             await asyncio.sleep(0.05)
         for c in list(rt.conns):
             c.abort_now()
+        # Their connection_lost() calls come soon, not at once (and may
+        # abort upstream connections, whose come after): let them run while
+        # the access log and the cache region are still there.
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
         rt.stop()
         if self._cache is not None:
             use_cache_region(None)
