@@ -733,6 +733,9 @@ class _RefreshTransport:
     def is_closing(self):
         return self.closed
 
+    def get_write_buffer_size(self):
+        return 0
+
     def can_write_eof(self):
         return False
 

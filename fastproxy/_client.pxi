@@ -217,7 +217,7 @@ cdef class ClientProtocol(ReadConn):
 
     def resume_writing(self):
         self.write_paused = False
-        if self.state != C_CLOSED:      # closing: the queue still has to drain in time
+        if not self.transport_closing():    # closing: the queue still has to drain in time
             self.send_by = 0
         if self.up is not None:
             self.up.resume_reading()
@@ -696,9 +696,20 @@ cdef class ClientProtocol(ReadConn):
             self.deadline = 0
             self.transport.close()
             drop_reading(self)
-            if self.own_tr is None and not self.send_by and self.transport.get_write_buffer_size():
-                # uvloop's transport drains before it closes, with no end
+            if not self.closed and not self.send_by and self.queued():
+                # the transport drains before it closes: in time
                 self.send_by = coarse_now() + self.rt.send_timeout
+
+    cdef bint transport_closing(self) except -1:
+        if self.own_tr is not None:
+            return self.own_tr.closing
+        return self.closed or self.transport.is_closing()
+
+    cdef bint queued(self) except -1:
+        """Bytes of an answer still in the transport, not yet in the socket."""
+        if self.own_tr is not None:
+            return self.own_tr.q.len != self.own_tr.qoff
+        return self.transport.get_write_buffer_size() > 0
 
     cdef linger(self):
         """nginx's lingering close: the FIN follows the answer (write_eof),

@@ -156,8 +156,12 @@ cdef class UpstreamProtocol(ReadConn):
         self.write_paused = False
         if self.client is not None:
             self.client.resume_reading()
-            self.tkind = T_READ
-            self.deadline = coarse_now() + self.upstream.read_timeout
+            if self.state == U_TUNNEL:  # the client's websocket_idle_timeout governs it
+                self.tkind = T_NONE
+                self.deadline = 0
+            else:
+                self.tkind = T_READ
+                self.deadline = coarse_now() + self.upstream.read_timeout
 
     cdef begin(self, ClientProtocol c, bint reused):
         self.client = c
@@ -173,6 +177,8 @@ cdef class UpstreamProtocol(ReadConn):
         self.rt.st.servers[self.server.stats_index].requests += 1
         self.tkind = T_READ
         self.deadline = coarse_now() + self.upstream.read_timeout
+        if c.write_paused:              # still behind with an earlier answer
+            self.client_stalled()
 
     cdef send(self, bytes data):
         """Write data to the server: straight to the socket when the transport
@@ -191,11 +197,12 @@ cdef class UpstreamProtocol(ReadConn):
     cdef client_stalled(self):
         """The client stopped taking the answer (its read is paused): no read
         timeout meanwhile, which would blame the server for the wait."""
-        if self.tkind == T_READ:
+        if self.tkind == T_READ and (self.state == U_HEAD or self.state == U_BODY):
             self.deadline = 0
 
     cdef client_moving(self):
-        if self.tkind == T_READ and self.state != U_CLOSED and not self.closed:
+        if self.tkind == T_READ and (self.state == U_HEAD or self.state == U_BODY) \
+                and not self.closed:
             self.deadline = coarse_now() + self.upstream.read_timeout
 
     cdef client_gone(self):
@@ -257,7 +264,7 @@ cdef class UpstreamProtocol(ReadConn):
             c.send2(self.out.data, self.out.len, self.zb, self.zn, False)
         self.zn = 0
         if self.state == U_BODY:
-            if self.client is not None and self.client.write_paused:
+            if self.tkind == T_READ and self.client is not None and self.client.write_paused:
                 self.deadline = 0       # until the client takes more (client_stalled)
             else:
                 self.deadline = coarse_now() + self.upstream.read_timeout
@@ -310,6 +317,7 @@ cdef class UpstreamProtocol(ReadConn):
                 c.response_started = True
                 c.end_server(FP_PEER_OK)
                 self.state = U_TUNNEL
+                self.tkind = T_NONE
                 self.deadline = 0
                 if self.end > self.start:
                     fp_wbuf_put(&self.out, self.buf + self.start, self.end - self.start)
@@ -477,7 +485,9 @@ cdef class UpstreamProtocol(ReadConn):
             c.end_server(FP_PEER_FAIL, f"status {c.status}")
         else:
             c.end_server(FP_PEER_OK)
-        reusable = self.ka and self.start == self.end and c.state != C_BODY \
+        # C_WAIT: the whole request went out (not C_BODY, nor a client gone
+        # in the middle of its body, C_CLOSED), so the server expects no more
+        reusable = self.ka and self.start == self.end and c.state == C_WAIT \
             and u.keepalive > 0 and self.requests < u.keepalive_requests \
             and not self.rt.closing and not self.closed
         # The pool may briefly hold up to twice `keepalive`: bursts then reuse

@@ -351,3 +351,22 @@ def test_websocket_refused_by_origin_is_plain_response(origin, proxy, http_conn)
     r = c.read_response()
     assert r.status == 400, r
     assert r.body == b"not a websocket handshake"
+
+
+def test_websocket_outlives_read_timeout_after_backpressure(make_proxy, http_conn, ws_codec):
+    """A tunnel has the client's websocket_idle_timeout, not the server's
+    read_timeout: a client that fell behind (the server's echo of 8 MiB,
+    more than the sockets hold, queued in the proxy) and caught up keeps its
+    tunnel past read_timeout."""
+    p = make_proxy({"upstreams": {"app": {"read_timeout": "1s"}}})
+    c = http_conn(p.port, timeout=20, rcvbuf=4096)
+    r = _ws_handshake(c, base64.b64encode(os.urandom(16)).decode())
+    assert r.status == 101, r
+    big = os.urandom(8 * MiB)
+    c.send(ws_codec.frame(2, big))
+    time.sleep(0.5)  # not reading: the echo backs up in the proxy
+    assert ws_codec.read_frame(c, timeout=20) == (2, False, big)
+    time.sleep(2)  # twice read_timeout, the tunnel idle
+    c.send(ws_codec.frame(1, b"still here"))
+    assert ws_codec.read_frame(c, timeout=5) == (1, False, b"still here")
+    assert "upstream read timeout" not in p.stderr_text()
