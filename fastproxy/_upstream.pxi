@@ -264,10 +264,9 @@ cdef class UpstreamProtocol(ReadConn):
             c.send2(self.out.data, self.out.len, self.zb, self.zn, False)
         self.zn = 0
         if self.state == U_BODY:
-            if self.tkind == T_READ and self.client is not None and self.client.write_paused:
-                self.deadline = 0       # until the client takes more (client_stalled)
-            else:
-                self.deadline = coarse_now() + self.upstream.read_timeout
+            self.deadline = coarse_now() + self.upstream.read_timeout
+            if self.client is not None and self.client.write_paused:
+                self.client_stalled()   # this read filled the client's queue
 
     cdef read_head(self, ClientProtocol c):
         cdef int64_t rc
