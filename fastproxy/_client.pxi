@@ -210,7 +210,7 @@ cdef class ClientProtocol(ReadConn):
         # to take more (nginx's send_timeout), and the server's read timeout
         # waits meanwhile -- the delay is not the server's.
         self.write_paused = True
-        self.send_by = coarse_now() + self.rt.send_timeout
+        self.start_send_by()
         if self.up is not None:
             self.up.pause_reading()
             self.up.client_stalled()
@@ -235,6 +235,10 @@ cdef class ClientProtocol(ReadConn):
     cdef void set_deadline(self, int kind, double seconds):
         self.tkind = kind
         self.deadline = coarse_now() + seconds if seconds > 0 else 0
+
+    cdef void start_send_by(self):
+        """client_send_timeout from now: the queued answer must move by then."""
+        self.send_by = coarse_now() + self.rt.send_timeout
 
     cdef process(self):
         while not self.closed:
@@ -697,8 +701,7 @@ cdef class ClientProtocol(ReadConn):
             self.transport.close()
             drop_reading(self)
             if not self.closed and not self.send_by and self.queued():
-                # the transport drains before it closes: in time
-                self.send_by = coarse_now() + self.rt.send_timeout
+                self.start_send_by()    # the transport drains before it closes: in time
 
     cdef bint transport_closing(self) except -1:
         if self.own_tr is not None:

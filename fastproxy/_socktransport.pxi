@@ -161,7 +161,7 @@ cdef class SockTransport:
             self.qoff += r
             left -= r
             if self.proto.send_by and r > 0:    # it takes bytes: the timeout starts again
-                self.proto.send_by = coarse_now() + self.proto.rt.send_timeout
+                self.proto.start_send_by()
         if left:
             if self.writing_paused and left <= LOW_WATER:
                 self.writing_paused = False
@@ -192,7 +192,7 @@ cdef class SockTransport:
             self.finish(None)
             return
         if not self.proto.send_by:      # the queue drains first, in time
-            self.proto.send_by = coarse_now() + self.proto.rt.send_timeout
+            self.proto.start_send_by()
         if self.proto.rl_watched:       # nothing more is read
             self.proto.rl_watched = False
             self.rl.update(self.proto)
