@@ -3,6 +3,7 @@ sys.path while pytest runs them; fixtures live in conftest.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import socket
 import threading
@@ -30,6 +31,27 @@ def wait_for(cond: Callable[[], Any], timeout: float, what: str, interval: float
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+def tcp_sockets() -> Iterator[tuple[int, int, str, int]]:
+    """(local port, remote port, state, inode) of every TCP socket on the
+    machine, from /proc/net/tcp and tcp6: state "0A" is LISTEN, inode 0 a
+    socket no process holds any more (TIME_WAIT)."""
+    for table in ("tcp", "tcp6"):
+        with contextlib.suppress(OSError), open(f"/proc/net/{table}") as f:
+            rows = list(f)[1:]
+        for row in rows:
+            f_ = row.split()
+            ends = [int(end.rsplit(":", 1)[1], 16) for end in (f_[1], f_[2])]
+            yield ends[0], ends[1], f_[3], int(f_[9])
+
+
+def connection_inode(local_port: int, remote_port: int) -> int | None:
+    """The inode of the live socket whose ends are local_port and remote_port."""
+    return next(
+        (ino for lp, rp, _, ino in tcp_sockets() if (lp, rp) == (local_port, remote_port) and ino),
+        None,
+    )
 
 
 def read_head(conn: socket.socket, buf: bytes) -> tuple[bytes, bytes] | None:

@@ -26,7 +26,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from support import admin_call, free_port, read_head, wait_for
+from support import admin_call, connection_inode, free_port, read_head, wait_for
 from test_cache_region import children_of
 
 from fastproxy.master import QUICK_DEATH
@@ -131,17 +131,7 @@ def cache_stats(admin: int) -> dict[str, int]:
 def owner_of_connection(pids: set[int], proxy_port: int, client_port: int) -> int | None:
     """The one process among pids holding the proxy's end of the TCP
     connection from client_port (by socket inode, /proc/net/tcp)."""
-    inode = None
-    with open("/proc/net/tcp") as f:
-        for line in list(f)[1:]:
-            fields = line.split()
-            local, remote = fields[1], fields[2]
-            if (
-                int(local.rsplit(":", 1)[1], 16) == proxy_port
-                and int(remote.rsplit(":", 1)[1], 16) == client_port
-                and fields[9] != "0"
-            ):
-                inode = fields[9]
+    inode = connection_inode(proxy_port, client_port)
     if inode is None:
         return None
     owners = set()

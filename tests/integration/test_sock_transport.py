@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 import pytest
-from support import wait_for
+from support import connection_inode, tcp_sockets, wait_for
 
 import fastproxy
 from fastproxy import procinfo
@@ -36,13 +36,7 @@ def _worker(p: Any) -> int:
 def _accepted(pid: int, port: int) -> int:
     """The client connections process pid holds open on its listening port:
     its sockets whose local port is `port`, less the listening ones."""
-    conns = set()
-    for table in ("tcp", "tcp6"):
-        with contextlib.suppress(OSError), open(f"/proc/net/{table}") as f:
-            for line in list(f)[1:]:
-                f_ = line.split()
-                if int(f_[1].rsplit(":", 1)[1], 16) == port and f_[3] != "0A":  # 0A: LISTEN
-                    conns.add(f_[9])
+    conns = {str(ino) for lp, _, state, ino in tcp_sockets() if lp == port and state != "0A"}
     held = 0
     for fd in os.listdir(f"/proc/{pid}/fd"):
         with contextlib.suppress(OSError):
@@ -274,17 +268,6 @@ uvloop.run(main())
 """
 
 
-def _server_side_inode(port: int, client_port: int) -> int:
-    """The inode of the proxy's socket of the connection from client_port."""
-    with open("/proc/net/tcp") as f:
-        for line in list(f)[1:]:
-            f_ = line.split()
-            ports = [int(end.rsplit(":", 1)[1], 16) for end in (f_[1], f_[2])]
-            if ports == [port, client_port]:
-                return int(f_[9])
-    raise AssertionError(f"no socket of port {port} connected to {client_port}")
-
-
 def _epoll_targets(pid: int) -> set[int]:
     """The inodes of every file registered in any epoll set process pid holds."""
     inodes = set()
@@ -318,7 +301,8 @@ def test_a_closed_connection_leaves_the_read_loop_even_when_a_fork_holds_its_soc
         s = _connect(port)
         s.sendall(b"GET /k HTTP/1.1\r\nHost: t\r\n\r\n")  # keep-alive: it joins the set
         assert s.recv(4096).startswith(b"HTTP/1.1 200")
-        inode = _server_side_inode(port, s.getsockname()[1])
+        inode = connection_inode(port, s.getsockname()[1])  # the proxy's end
+        assert inode is not None
         wait_for(lambda: inode in _epoll_targets(proc.pid), 5, "the connection in the set")
         proc.send_signal(signal.SIGUSR2)
         assert proc.stdout.readline().startswith("forked")
