@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import re
 import socket
 import threading
 import time
@@ -186,3 +187,23 @@ class LabelOrigin(ThreadedOrigin):
                 self.wfile.write(body)
 
         self.serve(Handler)
+
+
+def one_response(raw: bytes) -> tuple[int, dict[str, list[str]], bytes]:
+    """Status, headers (lower-case names) and body of ONE raw response."""
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    assert sep, f"no complete response head in {raw[:500]!r}"
+    lines = head.split(b"\r\n")
+    m = re.fullmatch(rb"HTTP/1\.1 (\d{3}) (.*)", lines[0])
+    assert m, f"bad status line {lines[0]!r}"
+    headers: dict[str, list[str]] = {}
+    for line in lines[1:]:
+        k, _, v = line.decode("latin-1").partition(":")
+        headers.setdefault(k.strip().lower(), []).append(v.strip())
+    return int(m.group(1)), headers, body
+
+
+def settle_and_check_origin_untouched(origin) -> None:
+    time.sleep(0.3)  # > the origin's accept poll (0.2 s): a connection would be counted
+    assert origin.connections == 0, "the proxy opened a connection to the origin"
+    assert origin.requests == []
