@@ -73,6 +73,12 @@ DEF LOW_WATER = 16384
 DEF ACCEPT_PAUSE = 0.5          # out of descriptors: stop accepting this long (nginx: 0.5 s)
 
 
+cdef inline tuple address_tuple(str host, int port):
+    """asyncio's shapes of a socket address: (host, port), and for IPv6
+    (host, port, flowinfo, scope_id)."""
+    return (host, port, 0, 0) if ":" in host else (host, port)
+
+
 cdef class SockTransport:
     """The transport of a plain-TCP client connection accepted by SockServer."""
     cdef int fd
@@ -85,6 +91,7 @@ cdef class SockTransport:
     cdef bint eof_sent
     cdef bint writing_paused    # the protocol was told pause_writing()
     cdef object peer            # (ip, port), made when asked for
+    cdef object host            # the peer's IP address (str), kept past the end
     cdef int port               # the peer's
     cdef object exc             # for connection_lost()
 
@@ -237,18 +244,14 @@ cdef class SockTransport:
     def get_extra_info(self, name, default=None):
         cdef char ip[64]
         cdef int port = 0, n
-        cdef ClientProtocol c
         if name == "peername":
-            c = self.proto
-            if self.peer is None and c is not None and c.peer is not None \
-                    and c.peer != "unknown":
-                # asyncio's shapes: (host, port), and (host, port, flowinfo, scope_id) for IPv6
-                self.peer = (c.peer, self.port, 0, 0) if ":" in c.peer else (c.peer, self.port)
+            if self.peer is None and self.host is not None and self.host != "unknown":
+                self.peer = address_tuple(self.host, self.port)
             return self.peer if self.peer is not None else default
         if name == "sockname" and self.fd >= 0:
             n = fp_sock_name(self.fd, ip, sizeof(ip), &port)
             if n >= 0:
-                return (PyBytes_FromStringAndSize(ip, n).decode("ascii"), port)
+                return address_tuple(PyBytes_FromStringAndSize(ip, n).decode("ascii"), port)
         return default
 
     # ---- the end ------------------------------------------------------------
@@ -383,6 +386,7 @@ cdef class SockServer:
             c.tfd = c.rfd = fd
             c.own_tr = t
             c.made(t, ip, n)
+            t.host = c.peer
             c.own_read = True
             Py_INCREF(c)        # held while the ReadLoop may read it (drop_reading)
             c.rl_watched = True
