@@ -28,17 +28,23 @@ static void join(char *dst, size_t cap, size_t *len, const char *v, size_t n)
     *len += n;
 }
 
-void fp_cpath_read_response(const char *buf, const fp_head *h, int64_t now,
-                            fp_cpath_resp *out)
+static void resp_init(fp_cpath_resp *out)
 {
     memset(out, 0, sizeof *out);
     fp_cc_init(&out->cc);
     out->date = out->expires = out->last_modified = -1;
-    for (uint32_t i = 0; i < h->num_headers; i++) {
-        const fp_header *f = &h->headers[i];
-        const char *v = buf + f->value.off;
-        size_t n = f->value.len;
-        switch (f->id) {
+}
+
+static void resp_done(fp_cpath_resp *out)
+{
+    if (out->vary_len && out->vary_len < sizeof out->vary)
+        out->vary_star = fp_vary_key(out->vary, out->vary_len, "", 0) == FP_CACHE_VARY_STAR;
+}
+
+/* One field (id: FP_H_*) of a response head into out. */
+static void take_field(fp_cpath_resp *out, int id, const char *v, size_t n, int64_t now)
+{
+        switch (id) {
         case FP_H_CACHE_CONTROL: fp_cc_parse(&out->cc, v, n); break;
         case FP_H_EXPIRES:
             /* 5.3: an invalid Expires means "already expired" (-2) */
@@ -71,9 +77,17 @@ void fp_cpath_read_response(const char *buf, const fp_head *h, int64_t now,
             break;
         default: break;
         }
+}
+
+void fp_cpath_read_response(const char *buf, const fp_head *h, int64_t now,
+                            fp_cpath_resp *out)
+{
+    resp_init(out);
+    for (uint32_t i = 0; i < h->num_headers; i++) {
+        const fp_header *f = &h->headers[i];
+        take_field(out, f->id, buf + f->value.off, f->value.len, now);
     }
-    if (out->vary_len && out->vary_len < sizeof out->vary)
-        out->vary_star = fp_vary_key(out->vary, out->vary_len, "", 0) == FP_CACHE_VARY_STAR;
+    resp_done(out);
 }
 
 void fp_cpath_read_request(const char *buf, const fp_head *h, fp_cc *cc, int *has_auth)
@@ -346,6 +360,14 @@ int fp_cpath_append(fp_cache *c, fp_cache_put *p, const char *d, size_t n, int c
     return FP_CACHE_OK;
 }
 
+/* If-None-Match: "*" (RFC 9110 13.1.2), with optional whitespace around. */
+static int is_star(const char *v, size_t n)
+{
+    while (n && (v[n - 1] == ' ' || v[n - 1] == '\t')) n--;
+    while (n && (*v == ' ' || *v == '\t')) v++, n--;
+    return n == 1 && *v == '*';
+}
+
 /* Weak comparison of entity tags (RFC 9110 8.8.3.2) over a list. */
 static int etag_in(const char *list, size_t ln, const char *tag, size_t tn)
 {
@@ -379,7 +401,9 @@ int fp_cpath_not_modified(const char *req, const fp_head *h, const fp_cache_hit 
         if (f->id == FP_H_IF_NONE_MATCH) {
             size_t n = fp_cpath_field((const char *)hit->head, hit->head_len, "etag", 4, v,
                                       sizeof v);
-            int m = n && n < sizeof v && etag_in(req + f->value.off, f->value.len, v, n);
+            /* 13.1.2: "*" matches any current representation, tagged or not */
+            int m = n == 0 ? is_star(req + f->value.off, f->value.len)
+                           : n < sizeof v && etag_in(req + f->value.off, f->value.len, v, n);
             inm = (inm == 1) || m;
         } else if (f->id == FP_H_IF_MODIFIED_SINCE && since < 0) {
             since = fp_http_date(req + f->value.off, f->value.len, now);
@@ -389,7 +413,10 @@ int fp_cpath_not_modified(const char *req, const fp_head *h, const fp_cache_hit 
     /* 13.2.2: If-None-Match wins over If-Modified-Since */
     if (inm >= 0) return inm;
     if (ims < 0 || since < 0) return 0;
-    int64_t lm = hit->meta.last_modified >= 0 ? hit->meta.last_modified : hit->meta.date;
+    /* RFC 9111 4.3.2: Last-Modified, else Date, else when it was received */
+    int64_t lm = hit->meta.last_modified >= 0 ? hit->meta.last_modified
+                 : hit->meta.date >= 0        ? hit->meta.date
+                                              : hit->meta.response_time;
     return lm >= 0 && lm <= since;
 }
 
@@ -401,17 +428,92 @@ static int has_field(const char *head, size_t n, const char *name, size_t nl)
     return 0;
 }
 
-int fp_cpath_merge_304(fp_wbuf *o, const char *stored, size_t sn, const char *fresh, size_t fn)
+/* The fields of a stored head that fp_cpath_resp holds, by name. */
+static int stored_field_id(const char *name, size_t n)
+{
+    static const struct { const char *name; size_t n; int id; } ids[] = {
+        {"cache-control", 13, FP_H_CACHE_CONTROL}, {"expires", 7, FP_H_EXPIRES},
+        {"date", 4, FP_H_DATE}, {"last-modified", 13, FP_H_LAST_MODIFIED},
+        {"etag", 4, FP_H_ETAG}, {"set-cookie", 10, FP_H_SET_COOKIE}, {"vary", 4, FP_H_VARY},
+    };
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
+        if (ieq(name, n, ids[i].name, ids[i].n)) return ids[i].id;
+    return -1;
+}
+
+void fp_cpath_read_stored(const char *head, size_t hn, int64_t now, fp_cpath_resp *out)
+{
+    resp_init(out);
+    EACH_LINE(head, hn, {
+        int id = stored_field_id(line, nlen);
+        if (id >= 0) {
+            const char *v = colon + 1, *e = line + llen;
+            while (v < e && (*v == ' ' || *v == '\t')) v++;
+            while (e > v && (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' ' || e[-1] == '\t'))
+                e--;
+            take_field(out, id, v, (size_t)(e - v), now);
+        }
+    });
+    resp_done(out);
+}
+
+/* An entity tag's opaque part and whether it is weak (RFC 9110 8.8.3). */
+static const char *opaque_tag(const char *t, size_t n, size_t *on, int *weak)
+{
+    *weak = n > 2 && t[0] == 'W' && t[1] == '/';
+    if (*weak) t += 2, n -= 2;
+    *on = n;
+    return t;
+}
+
+int fp_cpath_304_selects(const char *stored, size_t sn, const char *fresh, size_t fn)
+{
+    char a[256], b[256];
+    size_t an = fp_cpath_field(fresh, fn, "etag", 4, a, sizeof a);
+    if (an >= sizeof a) return 0;
+    if (an) {
+        size_t bn = fp_cpath_field(stored, sn, "etag", 4, b, sizeof b), ao, bo;
+        int aw, bw;
+        if (bn == 0 || bn >= sizeof b) return 0;
+        const char *at = opaque_tag(a, an, &ao, &aw), *bt = opaque_tag(b, bn, &bo, &bw);
+        if (ao != bo || memcmp(at, bt, ao) != 0) return 0;
+        /* a strong validator selects only the response it strongly matches */
+        return aw || !bw;
+    }
+    an = fp_cpath_field(fresh, fn, "last-modified", 13, a, sizeof a);
+    if (an && an < sizeof a) {
+        size_t bn = fp_cpath_field(stored, sn, "last-modified", 13, b, sizeof b);
+        if (bn && bn < sizeof b) return an == bn && memcmp(a, b, an) == 0;
+    }
+    /* No validator in the 304 (4.3.4 would select only a stored response
+     * without one): it answers the validators we sent for this entry. */
+    return 1;
+}
+
+int fp_cpath_merge_304(fp_wbuf *o, const char *stored, size_t sn, const char *fresh, size_t fn,
+                       int keep_set_cookie)
 {
     /* RFC 9111 3.2 / 4.3.4: the 304's fields replace the stored ones of the
-     * same name; the rest of the stored head stays. */
+     * same name; the rest of the stored head stays.  Set-Cookie is one
+     * client's: kept only when the cache may store it. */
     const char *nl = memchr(stored, '\n', sn);
     if (nl == NULL || fp_wbuf_put(o, stored, (size_t)(nl + 1 - stored))) return -1;
     EACH_LINE(stored, sn, {
-        if (!has_field(fresh, fn, line, nlen) && fp_wbuf_put(o, line, llen)) return -1;
+        int replaced = has_field(fresh, fn, line, nlen) &&
+                       (keep_set_cookie || !ieq(line, nlen, "set-cookie", 10));
+        if (!replaced && fp_wbuf_put(o, line, llen)) return -1;
     });
     EACH_LINE(fresh, fn, {
-        if (llen > 2 && !hop(line, nlen) && fp_wbuf_put(o, line, llen)) return -1;
+        if (llen > 2 && !hop(line, nlen) && (keep_set_cookie || !ieq(line, nlen, "set-cookie", 10))
+            && fp_wbuf_put(o, line, llen)) return -1;
+    });
+    return 0;
+}
+
+int fp_cpath_put_fields(fp_wbuf *o, const char *head, size_t n, const char *name, size_t nl)
+{
+    EACH_LINE(head, n, {
+        if (ieq(line, nlen, name, nl) && fp_wbuf_put(o, line, llen)) return -1;
     });
     return 0;
 }

@@ -97,7 +97,20 @@ int fp_cpath_not_modified(const char *req, const fp_head *h, const fp_cache_hit 
                           int64_t now);
 
 /* A 304's head (as serialised for the client) refreshing a stored head
- * (3.2): stored fields the 304 also has are replaced by its values. */
-int fp_cpath_merge_304(fp_wbuf *o, const char *stored, size_t sn, const char *fresh, size_t fn);
+ * (3.2): stored fields the 304 also has are replaced by its values;
+ * Set-Cookie only when keep_set_cookie (else the stored ones stay). */
+int fp_cpath_merge_304(fp_wbuf *o, const char *stored, size_t sn, const char *fresh, size_t fn,
+                       int keep_set_cookie);
+
+/* Does the 304 `fresh` update the stored head (4.3.4)?  An ETag in the 304
+ * must match the stored one (strongly, when the 304's is strong); else a
+ * Last-Modified in both must be equal; a 304 with neither selects it. */
+int fp_cpath_304_selects(const char *stored, size_t sn, const char *fresh, size_t fn);
+
+/* fp_cpath_read_response for a stored head (fields found by name). */
+void fp_cpath_read_stored(const char *head, size_t n, int64_t now, fp_cpath_resp *out);
+
+/* Every `name` (lower case) field line of a head into o, as it is. */
+int fp_cpath_put_fields(fp_wbuf *o, const char *head, size_t n, const char *name, size_t nl);
 
 #endif

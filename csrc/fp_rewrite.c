@@ -2,6 +2,9 @@
 #include "fp_rewrite.h"
 #include "fp_known_headers.h"
 
+#include <stdio.h>
+#include <time.h>
+
 static int lower(int c) { return (c >= 'A' && c <= 'Z') ? c | 0x20 : c; }
 
 static int name_eq(const char *a, size_t an, const char *b, size_t bn)
@@ -291,8 +294,35 @@ int fp_rewrite_request(fp_wbuf *o, const char *buf, const fp_head *h, const fp_r
     return fp_wbuf_lit(o, "\r\n");
 }
 
+const char *fp_date_now(void)
+{
+    static const char days[] = "SunMonTueWedThuFriSat";
+    static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    static _Thread_local time_t made = -1;
+    static _Thread_local char buf[FP_DATE_LEN + 1];
+    time_t now = time(NULL);
+    if (now != made) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        snprintf(buf, sizeof buf, "%.3s, %02d %.3s %04d %02d:%02d:%02d GMT",
+                 days + 3 * tm.tm_wday, tm.tm_mday, months + 3 * tm.tm_mon, tm.tm_year + 1900,
+                 tm.tm_hour, tm.tm_min, tm.tm_sec);
+        made = now;
+    }
+    return buf;
+}
+
+static int put_date(fp_wbuf *o)
+{
+    return fp_wbuf_lit(o, "Date: ") || fp_wbuf_put(o, fp_date_now(), FP_DATE_LEN) ||
+           fp_wbuf_lit(o, "\r\n");
+}
+
 int fp_rewrite_response(fp_wbuf *o, const char *buf, const fp_head *h, const fp_resp_rw *rw)
 {
+    /* RFC 9110 6.6.1: a recipient with a clock MUST add Date to a response
+     * without one that it forwards (1xx need none) */
+    int want_date = (rw->flags & FP_RW_DATE) && h->status >= 200;
     int upgrade = (rw->flags & FP_RW_UPGRADE) != 0;
     conn_list cl;
     collect_connection(buf, h, &cl);
@@ -306,6 +336,7 @@ int fp_rewrite_response(fp_wbuf *o, const char *buf, const fp_head *h, const fp_
         fp_wbuf_lit(o, "\r\n")) return -1;
     for (uint32_t i = 0; i < h->num_headers; i++) {
         const fp_header *f = &h->headers[i];
+        if (f->id == FP_H_DATE) want_date = 0;   /* (even if a rule removes it) */
         if (own_framing && f->id == FP_H_CONTENT_LENGTH) continue;
         if ((rw->flags & FP_RW_VIA) && f->id == FP_H_VIA) continue;
         if (dropped(buf, h, f, upgrade, &cl, r, rw->conn_rules)) continue;
@@ -319,6 +350,7 @@ int fp_rewrite_response(fp_wbuf *o, const char *buf, const fp_head *h, const fp_
         via.rules = r;
         if (put_forwarding(o, buf, h, &cl, &via)) return -1;
     }
+    if (want_date && put_date(o)) return -1;
     if (put_rules(o, r) || put_rules(o, rw->conn_rules) ||
         put_framing(o, rw->body_kind, rw->length)) return -1;
     if (upgrade) {
@@ -372,6 +404,8 @@ int fp_simple_response(fp_wbuf *o, int status, fp_str extra, fp_str ctype, fp_st
     if (fp_wbuf_lit(o, "HTTP/1.1 ") || fp_wbuf_u64(o, (uint64_t)status, 10) ||
         fp_wbuf_lit(o, " ") || fp_wbuf_put(o, reason, strlen(reason)) ||
         fp_wbuf_lit(o, "\r\n")) return -1;
+    /* RFC 9110 6.6.1: answering as the origin, with a clock: Date */
+    if (status >= 200 && put_date(o)) return -1;
     if (ctype.n && put_field(o, "Content-Type", 12, ctype.p, ctype.n)) return -1;
     if (extra.n && fp_wbuf_put(o, extra.p, extra.n)) return -1;
     if (status < 200 || status == 204 || status == 304) {

@@ -36,7 +36,8 @@ enum {
     FP_RW_VIA = 1 << 3,         /* append to Via                                */
     FP_RW_UPGRADE = 1 << 4,     /* keep Upgrade, send Connection: upgrade       */
     FP_RW_CLOSE = 1 << 5,       /* response: send Connection: close             */
-    FP_RW_X_FORWARDED = 1 << 6  /* add X-Forwarded-For/-Proto/-Host, X-Real-IP  */
+    FP_RW_X_FORWARDED = 1 << 6, /* add X-Forwarded-For/-Proto/-Host, X-Real-IP  */
+    FP_RW_DATE = 1 << 7         /* response: add Date when it has none          */
 };
 
 typedef struct {
@@ -65,6 +66,11 @@ typedef struct {
 
 int fp_rewrite_request(fp_wbuf *out, const char *buf, const fp_head *h, const fp_req_rw *rw);
 int fp_rewrite_response(fp_wbuf *out, const char *buf, const fp_head *h, const fp_resp_rw *rw);
+
+/* The current second as an IMF-fixdate (RFC 9110 5.6.7), FP_DATE_LEN bytes, not
+ * terminated; formatted once a second (per thread). */
+#define FP_DATE_LEN 29
+const char *fp_date_now(void);
 
 /* Append a complete response with a short body (errors, redirects, local
  * answers).  `extra` is zero or more complete "Name: value\r\n" lines. */

@@ -28,7 +28,8 @@ from fastproxy.fp_cache cimport (
     fp_cache_count, fp_cache_update_head,
 )
 from fastproxy.fp_cache_policy cimport (
-    FP_CC_MUST_REVALIDATE, FP_CC_NO_STORE, FP_CC_ONLY_IF_CACHED, FP_CC_PROXY_REVALIDATE,
+    FP_CC_MUST_REVALIDATE, FP_CC_NO_CACHE, FP_CC_NO_STORE, FP_CC_ONLY_IF_CACHED, FP_CC_PRIVATE,
+    FP_CC_PROXY_REVALIDATE,
     FP_CC_S_MAXAGE, FP_NS_OK, fp_cc, fp_current_age, fp_freshness_lifetime, fp_storable,
     fp_store_query,
 )
@@ -40,6 +41,16 @@ cdef extern from "fp_known_headers.h" nogil:
         FP_H_CONTENT_LOCATION
         FP_H_IF_NONE_MATCH
         FP_H_IF_MODIFIED_SINCE
+        FP_H_IF_MATCH
+        FP_H_IF_UNMODIFIED_SINCE
+        FP_H_IF_RANGE
+        FP_H_RANGE
+        FP_H_CACHE_CONTROL
+        FP_H_PRAGMA
+        FP_H_CONNECTION
+        FP_H_KEEP_ALIVE
+        FP_H_EXPECT
+        FP_H_UPGRADE
 
 from fastproxy import _cache as _cache_mod
 
@@ -184,7 +195,7 @@ cdef bint cache_request(ClientProtocol self, const char *p, size_t head_len, con
             # 4.2.4 / RFC 5861: stale, and allowed to be; within
             # stale-while-revalidate a refresh starts in the background (once)
             if verdict == FP_CP_SWR:
-                cache_refresh(self, r, p, head_len)
+                cache_refresh(self, r, p)
             fp_cache_count(r.c, 1, 0)
             cache_serve(self, r, &hit, now, age, XC_STALE, head_len, False)
             return True
@@ -209,6 +220,10 @@ cdef bint cache_miss(ClientProtocol self, const char *p, size_t head_len,
         self.creq_head = PyBytes_FromStringAndSize(p, head_len)
         if self.method_id == FP_M_GET and not nofill and cache_coalesce(self):
             return True         # waiting: counted when it runs again
+    else:
+        # nothing of the answer may be kept, so a 304 to our validators
+        # could refresh nothing: ask for the whole response
+        self.cvalidators = None
     fp_cache_count(CREGION.c, 0, 1)
     return False
 
@@ -401,10 +416,13 @@ cdef cache_response_head(ClientProtocol c, UpstreamProtocol u, const char *p, si
     if c.cxc == XC_NONE or r is None:
         return
     c.cmark_head = hs
-    if status == 304 and c.cvalidators is not None and c.ckey is not None \
-            and cache_revalidated(c, u, r, p):
-        c.ckey = None
-        cache_fill_done(c)
+    if status == 304 and c.cvalidators is not None:
+        if c.ckey is not None and cache_revalidated(c, u, r, p):
+            c.ckey = None
+            cache_fill_done(c)
+        else:
+            u.out.len = hs      # never to the client, who asked unconditionally
+            c.crefetch = True   # the whole response once this 304 is read (finish)
         return
     if status >= 500 and c.csie and u.out.len > hs:
         end = u.out.len
@@ -451,7 +469,7 @@ cdef cache_response_head(ClientProtocol c, UpstreamProtocol u, const char *p, si
         return
     meta.request_time = c.creq_time
     meta.response_time = now
-    meta.date = resp.date
+    meta.date = resp.date if resp.date >= 0 else now    # the Date we added (6.6.1)
     meta.expires = resp.expires
     meta.last_modified = resp.last_modified
     meta.age_value = resp.age
@@ -561,9 +579,11 @@ cdef cache_note_stale(ClientProtocol self, fp_cache_hit *hit, const char *p, int
     cdef uint32_t i
     self.cmeta = hit.meta
     self.cvary = hit.meta.vary_hash
+    # 4.2.4: never stale against no-cache, must-revalidate, proxy-revalidate
+    # or s-maxage, stale-if-error included
     self.csie = hit.meta.sie >= 0 and age - hit.meta.freshness <= hit.meta.sie \
-        and not (hit.meta.flags & (FP_CC_MUST_REVALIDATE | FP_CC_PROXY_REVALIDATE
-                                   | FP_CC_S_MAXAGE))
+        and not (hit.meta.flags & (FP_CC_NO_CACHE | FP_CC_MUST_REVALIDATE
+                                   | FP_CC_PROXY_REVALIDATE | FP_CC_S_MAXAGE))
     if not (hit.meta.flags & FP_CP_HAS_VALIDATOR):
         return
     for i in range(self.head.num_headers):      # the client's own conditionals win
@@ -596,51 +616,94 @@ cdef bint cache_revalidated(ClientProtocol c, UpstreamProtocol u, CacheRegion r,
                             const char *p) except -1:
     """The origin answered our validation with 304 (4.3.3, 4.3.4): refresh the
     stored head and send the stored response (REVALIDATED) in place of the 304,
-    which is in u.out[hs:].  False: the entry is gone; the 304 goes through."""
-    cdef fp_cache_hit hit
-    cdef fp_cpath_resp resp
+    which is in u.out[hs:].  False: nothing it may refresh -- the entry went
+    meanwhile, or the 304 names another representation -- and the caller
+    fetches the whole response instead."""
+    cdef fp_cache_hit hit, sent
+    cdef fp_cpath_resp resp, now_says
     cdef fp_cache_meta meta
     cdef int64_t now = c_time(NULL), age
-    cdef size_t hs = c.cmark_head
+    cdef size_t hs = c.cmark_head, merged
+    cdef const char *fresh = u.out.data + hs
+    cdef size_t fn = u.out.len - hs
+    cdef bint keep_cookies = c.route.cache_set_cookie
+    cdef int rc
     if cache_lookup(r, <const char *>c.ckey, len(c.ckey), c.cvary, FP_CACHE_NOCOUNT,
                     &hit) != FP_CACHE_HIT:
         return False
-    c.wb.len = 0
-    if fp_cpath_merge_304(&c.wb, <const char *>hit.head, hit.head_len, u.out.data + hs,
-                          u.out.len - hs) != 0:
+    if not fp_cpath_304_selects(<const char *>hit.head, hit.head_len, fresh, fn):
         cache_release(r, hit.pin)
-        raise MemoryError()
-    meta = hit.meta
-    cache_release(r, hit.pin)
-    fp_cpath_read_response(p, &u.head, now, &resp)
-    meta.request_time = c.creq_time
-    meta.response_time = now
-    meta.age_value = resp.age
-    if resp.date >= 0:
-        meta.date = resp.date
-    if resp.cc.flags or resp.has_expires:       # new freshness information
-        if resp.has_expires:
-            meta.expires = resp.expires
-        meta.freshness = fp_freshness_lifetime(&resp.cc, meta.status, meta.date, meta.expires,
-                                               meta.last_modified, now, c.route.heuristic_max)
-        meta.flags = resp.cc.flags | (meta.flags & FP_CP_HAS_VALIDATOR)
-        meta.swr = resp.cc.swr
-        meta.sie = resp.cc.sie
-    fp_cache_update_head(r.c, r.slot, <const char *>c.ckey, len(c.ckey), c.cvary, c.wb.data,
-                         c.wb.len, &meta)
-    if cache_lookup(r, <const char *>c.ckey, len(c.ckey), c.cvary, FP_CACHE_NOCOUNT,
-                    &hit) != FP_CACHE_HIT:
         return False
-    age = fp_current_age(hit.meta.age_value, hit.meta.date, hit.meta.request_time,
-                         hit.meta.response_time, now)
-    u.out.len = hs
-    rc = fp_cpath_write_hit(&u.out, &hit, age, xc_name(XC_REVALIDATED) if c.route.x_cache
-                            else NULL, u.close_client, c.minor, c.method_id == FP_M_HEAD)
-    c.status = hit.meta.status
-    cache_release(r, hit.pin)
-    if rc != 0:
-        raise MemoryError()
+    try:
+        # the updated head, then (for this client only) the 304's Set-Cookie
+        # when the cache may not keep it
+        c.wb.len = 0
+        if fp_cpath_merge_304(&c.wb, <const char *>hit.head, hit.head_len, fresh, fn,
+                              keep_cookies) != 0:
+            raise MemoryError()
+        merged = c.wb.len
+        if not keep_cookies and fp_cpath_put_fields(&c.wb, fresh, fn, b"set-cookie", 10) != 0:
+            raise MemoryError()
+        # 4.3.4: the updated head is the stored response now, freshness and
+        # directives included (the 304's Age is this exchange's)
+        fp_cpath_read_response(p, &u.head, now, &resp)
+        fp_cpath_read_stored(c.wb.data, merged, now, &now_says)
+        meta = hit.meta
+        meta.request_time = c.creq_time
+        meta.response_time = now
+        meta.age_value = resp.age
+        meta.date = now_says.date if now_says.date >= 0 else now
+        meta.expires = now_says.expires
+        meta.last_modified = now_says.last_modified
+        meta.freshness = fp_freshness_lifetime(&now_says.cc, meta.status, meta.date,
+                                               meta.expires, meta.last_modified, now,
+                                               c.route.heuristic_max)
+        meta.flags = now_says.cc.flags | (FP_CP_HAS_VALIDATOR if now_says.has_validator
+                                          else 0)
+        meta.swr = now_says.cc.swr
+        meta.sie = now_says.cc.sie
+        sent = hit
+        sent.head = <const uint8_t *>c.wb.data
+        sent.head_len = c.wb.len
+        sent.meta = meta
+        age = fp_current_age(meta.age_value, meta.date, meta.request_time,
+                             meta.response_time, now)
+        u.out.len = hs
+        rc = fp_cpath_write_hit(&u.out, &sent, age, xc_name(XC_REVALIDATED) if c.route.x_cache
+                                else NULL, u.close_client, c.minor, c.method_id == FP_M_HEAD)
+        if rc != 0:
+            raise MemoryError()
+        c.status = meta.status
+        if now_says.cc.flags & (FP_CC_NO_STORE | FP_CC_PRIVATE):
+            cache_invalidate(r, c.ckey)     # 3: the refreshed response may not be kept
+        else:
+            fp_cache_update_head(r.c, r.slot, <const char *>c.ckey, len(c.ckey), c.cvary,
+                                 c.wb.data, merged, &meta)
+    finally:
+        cache_release(r, hit.pin)
     return True
+
+
+cdef int cache_refetch(ClientProtocol c) except -1:
+    """Our validation's 304 refreshed nothing (cache_revalidated is False) and
+    the client asked unconditionally: the request again without our
+    validators, for the whole response, stored as a miss would be."""
+    cdef bytes tail = c.cvalidators + b"\r\n"
+    if c.pending is None or not c.pending.endswith(tail):
+        c.upstream_failed(502, "the origin's 304 refreshes no stored response")
+        return 0
+    c.pending = c.pending[:len(c.pending) - len(tail)] + b"\r\n"
+    c.cvalidators = None
+    c.cxc = XC_MISS
+    c.csie = False
+    c.response_started = False
+    c.status = 0
+    c.rt.error(c.peer, c.route.label, c.server.address,
+               "the origin's 304 refreshes no stored response (4.3.4); fetching it whole")
+    c.retried = False
+    c.take_server()
+    c.send_upstream()
+    return 0
 
 
 cdef bint cache_stale_hit(ClientProtocol c, fp_wbuf *out, bint close) except -1:
@@ -683,7 +746,7 @@ cdef bint cache_stale_on_error(ClientProtocol c) except -1:
 cdef set LOCAL_REFRESH = set()  # key hashes this worker is refreshing
 
 
-cdef cache_refresh(ClientProtocol self, CacheRegion r, const char *p, size_t head_len):
+cdef cache_refresh(ClientProtocol self, CacheRegion r, const char *p):
     """Refresh a stale entry once: the fill claim (shared by every worker)
     picks who does it; the refresh is the same request, marked no-cache, run
     through the data plane on a connection with no client behind it, so it
@@ -696,9 +759,34 @@ cdef cache_refresh(ClientProtocol self, CacheRegion r, const char *p, size_t hea
                            &deadline) != FP_FILL_OWNER:
         return                  # another worker refreshes it (or fetches it)
     LOCAL_REFRESH.add(h)
-    req = PyBytes_FromStringAndSize(p, head_len - 2) \
-        + b"Cache-Control: no-cache\r\nConnection: close\r\n\r\n"
-    self.rt.loop.call_soon(_run_refresh, self.rt, self.listener, req, h)
+    self.rt.loop.call_soon(_run_refresh, self.rt, self.listener, refresh_request(self, p), h)
+
+
+cdef bytes refresh_request(ClientProtocol self, const char *p):
+    """The client's request as its refresh sends it: without what would make
+    it ask for something else than the current response -- the client's own
+    preconditions and Range (the answer would be a 304 or 206 for that
+    client, never stored), its Cache-Control and Pragma (only-if-cached
+    would end the refresh in a local 504), Connection, Expect, Upgrade --
+    then Cache-Control: no-cache and Connection: close."""
+    cdef uint32_t i
+    cdef int fid
+    cdef fp_header f
+    out = [PyBytes_FromStringAndSize(p + self.head.method.off, self.head.method.len), b" ",
+           PyBytes_FromStringAndSize(p + self.head.target.off, self.head.target.len),
+           b" HTTP/1.1\r\n"]
+    for i in range(self.head.num_headers):
+        f = self.head.headers[i]
+        fid = f.id
+        if fid == FP_H_IF_NONE_MATCH or fid == FP_H_IF_MODIFIED_SINCE or fid == FP_H_IF_MATCH \
+                or fid == FP_H_IF_UNMODIFIED_SINCE or fid == FP_H_IF_RANGE or fid == FP_H_RANGE \
+                or fid == FP_H_CACHE_CONTROL or fid == FP_H_PRAGMA or fid == FP_H_CONNECTION \
+                or fid == FP_H_KEEP_ALIVE or fid == FP_H_EXPECT or fid == FP_H_UPGRADE:
+            continue
+        out += (PyBytes_FromStringAndSize(p + f.name.off, f.name.len), b": ",
+                PyBytes_FromStringAndSize(p + f.value.off, f.value.len), b"\r\n")
+    out.append(b"Cache-Control: no-cache\r\nConnection: close\r\n\r\n")
+    return b"".join(out)
 
 
 class _RefreshTransport:

@@ -41,6 +41,7 @@ cdef class ClientProtocol(ReadConn):
     cdef bytes ckey             # key this response may be stored under (or invalidates)
     cdef bytes creq_head        # the request head, for the Vary key at store time
     cdef bint cinval            # unsafe method: success invalidates ckey (RFC 9111 4.4)
+    cdef bint crefetch          # our validation's 304 refreshed nothing: ask again, whole
     cdef bint cstoring          # cput is a store in progress
     cdef fp_cache_put cput
     cdef fp_cc creq             # request Cache-Control (5.2.1)
@@ -302,7 +303,7 @@ cdef class ClientProtocol(ReadConn):
         self.enc_req.keep = 0
         self.cxc = XC_NONE
         self.ckey = self.creq_head = self.cvalidators = None
-        self.cinval = self.csie = False
+        self.cinval = self.csie = self.crefetch = False
 
     cdef start_request(self, size_t head_len):
         cdef const char *p = self.buf + self.start

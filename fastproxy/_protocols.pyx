@@ -15,7 +15,7 @@ import os
 import time
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-from libc.stdint cimport int64_t, uint32_t, uint64_t
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memchr, memcpy, memmove
 
 from fastproxy.fp_cache cimport fp_cache_meta, fp_cache_put

@@ -99,8 +99,10 @@ def rewrite_request(bytes raw, *, bytes client_ip=b"127.0.0.1", bint trusted=Fal
 
 def rewrite_response(bytes raw, *, bytes request_method=b"GET", int client_minor=1,
                      bint close=False, bint via=False, bytes via_name=b"fastproxy",
-                     set=(), add=(), remove=()):
-    """Parse `raw` as a response head and return what fastproxy sends the client."""
+                     set=(), add=(), remove=(), bint date=False):
+    """Parse `raw` as a response head and return what fastproxy sends the client
+    (date: add Date when it has none, as the proxy does; off by default so
+    that outputs stay byte-exact)."""
     cdef fp_header slots[SLOTS]
     cdef fp_head h
     cdef fp_framing fr
@@ -110,7 +112,8 @@ def rewrite_response(bytes raw, *, bytes request_method=b"GET", int client_minor
     parse_for_rewrite(raw, False, m, &h, slots, &fr)
     via_b = b"1.1 " + via_name
     rules = HeaderRules(_Rules(set, add, remove))
-    rw.flags = (FP_RW_CLOSE if close else 0) | (FP_RW_VIA if via else 0)
+    rw.flags = (FP_RW_CLOSE if close else 0) | (FP_RW_VIA if via else 0) \
+        | (FP_RW_DATE if date else 0)
     rw.client_minor = client_minor
     kind = fr.kind
     if kind == FP_BODY_CHUNKED or kind == FP_BODY_UNTIL_CLOSE:

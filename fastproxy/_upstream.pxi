@@ -289,7 +289,7 @@ cdef class UpstreamProtocol(ReadConn):
             if frc != 0:
                 self.bad_response(c, fp_error_name(frc).decode())
                 return
-            rw.flags = self.rt.fwd_flags & FP_RW_VIA
+            rw.flags = (self.rt.fwd_flags & FP_RW_VIA) | FP_RW_DATE
             rw.client_minor = c.minor
             rw.via = S(self.rt.via)
             rw.rules = NULL if c.route.resp_rules.empty else &c.route.resp_rules.rules
@@ -476,7 +476,8 @@ cdef class UpstreamProtocol(ReadConn):
         let the client move on (its next pipelined request may write)."""
         cdef Upstream u = self.upstream
         self.flush(c, True)
-        cache_store_end(c)
+        if not c.crefetch:      # (a refetch keeps the key, to store what comes)
+            cache_store_end(c)
         self.client = None
         fp_stats_time(&self.rt.st.servers[self.server.stats_index],
                       <uint64_t>((monotonic() - c.t_upstream) * 1e6))
@@ -504,4 +505,9 @@ cdef class UpstreamProtocol(ReadConn):
             self.state = U_CLOSED
             self.deadline = 0
             self.close_transport()
-        c.response_done()
+        if c.crefetch and not c.closed:
+            c.crefetch = False
+            c.up = None
+            cache_refetch(c)
+        else:
+            c.response_done()

@@ -47,6 +47,10 @@ cdef extern from "fp_cache_path.h" nogil:
     size_t fp_cpath_send_file(int sock, const char *head, size_t hlen, int fd, int64_t off,
                               size_t blen)
     int fp_cpath_merge_304(fp_wbuf *o, const char *stored, size_t sn, const char *fresh,
-                           size_t fn)
+                           size_t fn, int keep_set_cookie)
+    int fp_cpath_304_selects(const char *stored, size_t sn, const char *fresh, size_t fn)
+    void fp_cpath_read_stored(const char *head, size_t n, int64_t now, fp_cpath_resp *out)
+    int fp_cpath_put_fields(fp_wbuf *o, const char *head, size_t n, const char *name,
+                            size_t nl)
     int fp_cpath_not_modified(const char *req, const fp_head *h, const fp_cache_hit *hit,
                               int64_t now)

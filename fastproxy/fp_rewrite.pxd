@@ -42,6 +42,7 @@ cdef extern from "fp_rewrite.h" nogil:
         FP_RW_UPGRADE
         FP_RW_CLOSE
         FP_RW_X_FORWARDED
+        FP_RW_DATE
 
     ctypedef struct fp_req_rw:
         uint32_t flags
@@ -67,6 +68,7 @@ cdef extern from "fp_rewrite.h" nogil:
 
     int fp_rewrite_request(fp_wbuf *out, const char *buf, const fp_head *h,
                            const fp_req_rw *rw)
+    const char *fp_date_now()
     int fp_rewrite_response(fp_wbuf *out, const char *buf, const fp_head *h,
                             const fp_resp_rw *rw)
     int fp_simple_response(fp_wbuf *out, int status, fp_str extra, fp_str content_type,
