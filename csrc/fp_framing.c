@@ -196,14 +196,14 @@ int fp_response_framing(const char *buf, const fp_head *h, int req_method_id,
         /* Rule 3: TE overrides CL, but the sender is suspect: close after.
          * HTTP/1.0 with TE is faulty framing (RFC 9112 6.1): close after. */
         if (s.has_cl || h->minor == 0) out->flags &= ~(uint32_t)FP_F_KEEP_ALIVE;
-        if (s.te_last_chunked && !s.te_chunked_early) {
-            if (s.te_unknown) return FP_E_TE_UNSUPPORTED;
+        if (s.te_last_chunked && !s.te_chunked_early && !s.te_unknown) {
             out->kind = FP_BODY_CHUNKED;
             return 0;
         }
-        out->kind = FP_BODY_UNTIL_CLOSE;        /* rule 4, response side */
-        out->flags &= ~(uint32_t)FP_F_KEEP_ALIVE;
-        return 0;
+        /* Rule 4 would read it to the close, but a coding we cannot undo
+         * (gzip alone, chunked twice, chunked not last) would reach the
+         * client as if it were the content: a 502 instead. */
+        return FP_E_TE_UNSUPPORTED;
     }
     if (s.has_cl) {
         out->kind = FP_BODY_LENGTH;

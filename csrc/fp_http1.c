@@ -86,6 +86,9 @@ static int parse_request_line(const char *base, const char *p, const char *eol,
     if (p == t) return (p < eol && *p == '\r') ? FP_E_BARE_CR : FP_E_TARGET;
     if (p == eol) return FP_E_START_LINE;
     if (*p != ' ') return *p == '\r' ? FP_E_BARE_CR : FP_E_TARGET;
+    /* no fragment in a request-target (RFC 9112 3.2): a "#" would make the
+     * path we route on differ from the one the origin serves */
+    if (memchr(t, '#', (size_t)(p - t))) return FP_E_TARGET;
     h->target.off = SPAN(t);
     h->target.len = (uint32_t)(p - t);
     p++;
@@ -223,11 +226,11 @@ static int kh_ready(void)
 
 /* RFC 9112 3.2 / RFC 3986 3.2.2: uri-host [ ":" port ], IP-literals in
  * brackets; empty is allowed (a target without authority).  host_char[c] is
- * 1 for ALPHA DIGIT and - . _ ~ % ! $ & ' ( ) * + , ; = : [ ] */
+ * 1 for ALPHA DIGIT and - . _ ~ % ! $ & ' ( ) * + , ; =, 2 for : [ ] */
 static const unsigned char host_char[256] = {
     ['-'] = 1, ['.'] = 1, ['_'] = 1, ['~'] = 1, ['%'] = 1, ['!'] = 1, ['$'] = 1,
     ['&'] = 1, ['\''] = 1, ['('] = 1, [')'] = 1, ['*'] = 1, ['+'] = 1, [','] = 1,
-    [';'] = 1, ['='] = 1, [':'] = 1, ['['] = 1, [']'] = 1,
+    [';'] = 1, ['='] = 1, [':'] = 2, ['['] = 2, [']'] = 2,
     ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1,
     ['7'] = 1, ['8'] = 1, ['9'] = 1,
     ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1,
@@ -242,8 +245,21 @@ static const unsigned char host_char[256] = {
 
 int fp_valid_host(const char *v, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        if (!host_char[(unsigned char)v[i]]) return 0;
+    /* uri-host [ ":" port ] (RFC 9110 7.2, RFC 3986 3.2.2-3.2.3): an
+     * IP-literal in brackets, or a reg-name / IPv4 (host_char without
+     * ':' '[' ']', which host_char marks 2); then port = *DIGIT */
+    size_t i = 0;
+    if (n && v[0] == '[') {
+        for (i = 1; i < n && v[i] != ']'; i++)
+            if (!host_char[(unsigned char)v[i]] || v[i] == '[') return 0;
+        if (i++ == n) return 0;             /* no closing bracket */
+    } else {
+        while (i < n && host_char[(unsigned char)v[i]] == 1) i++;
+    }
+    if (i == n) return 1;
+    if (v[i] != ':') return 0;
+    for (i++; i < n; i++)
+        if (v[i] < '0' || v[i] > '9') return 0;
     return 1;
 }
 
@@ -409,7 +425,7 @@ static const char *fast_request_line(const char *base, const char *p, const char
     h->method_id = method_id(start, (size_t)(p - start));
     const char *t = ++p;
     p = fp_scan_target(p, end);
-    if (p == t || p >= end || *p != ' ') return NULL;
+    if (p == t || p >= end || *p != ' ' || memchr(t, '#', (size_t)(p - t))) return NULL;
     h->target.off = SPAN(t);
     h->target.len = (uint32_t)(p - t);
     p++;

@@ -312,6 +312,13 @@ const char *fp_date_now(void)
     return buf;
 }
 
+static int all_digits(const char *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (v[i] < '0' || v[i] > '9') return 0;
+    return n > 0;
+}
+
 static int put_date(fp_wbuf *o)
 {
     return fp_wbuf_lit(o, "Date: ") || fp_wbuf_put(o, fp_date_now(), FP_DATE_LEN) ||
@@ -337,7 +344,11 @@ int fp_rewrite_response(fp_wbuf *o, const char *buf, const fp_head *h, const fp_
     for (uint32_t i = 0; i < h->num_headers; i++) {
         const fp_header *f = &h->headers[i];
         if (f->id == FP_H_DATE) want_date = 0;   /* (even if a rule removes it) */
-        if (own_framing && f->id == FP_H_CONTENT_LENGTH) continue;
+        /* RFC 9110 8.6: never on 1xx or 204, and never forwarded unless
+         * 1*DIGIT (a bodiless HEAD or 304 answer keeps a valid one) */
+        if (f->id == FP_H_CONTENT_LENGTH &&
+            (own_framing || h->status < 200 || h->status == 204 ||
+             !all_digits(buf + f->value.off, f->value.len))) continue;
         if ((rw->flags & FP_RW_VIA) && f->id == FP_H_VIA) continue;
         if (dropped(buf, h, f, upgrade, &cl, r, rw->conn_rules)) continue;
         if (put_field(o, buf + f->name.off, f->name.len, buf + f->value.off, f->value.len))

@@ -399,6 +399,15 @@ INVALID = [
     ("host-invalid-slash", req(b"GET / HTTP/1.1", b"Host: x/y"), "FP_E_HOST_INVALID", {}),
     ("host-invalid-at", req(b"GET / HTTP/1.1", b"Host: u@x"), "FP_E_HOST_INVALID", {}),
     ("host-invalid-quote", req(b"GET / HTTP/1.1", b'Host: "x"'), "FP_E_HOST_INVALID", {}),
+    # ... structure too: port = *DIGIT, one colon outside brackets, brackets closed
+    ("host-invalid-port", req(b"GET / HTTP/1.1", b"Host: h:abc"), "FP_E_HOST_INVALID", {}),
+    ("host-invalid-2-ports", req(b"GET / HTTP/1.1", b"Host: h:80:80"), "FP_E_HOST_INVALID", {}),
+    ("host-invalid-open-ip6", req(b"GET / HTTP/1.1", b"Host: [::1"), "FP_E_HOST_INVALID", {}),
+    ("host-invalid-bracket", req(b"GET / HTTP/1.1", b"Host: a]b"), "FP_E_HOST_INVALID", {}),
+    ("host-invalid-after-ip6", req(b"GET / HTTP/1.1", b"Host: [::1]x"), "FP_E_HOST_INVALID", {}),
+    ("host-invalid-neg-port", req(b"GET / HTTP/1.1", b"Host: h:-1"), "FP_E_HOST_INVALID", {}),
+    # RFC 9112 3.2.1: origin-form has no fragment
+    ("target-fragment", req(b"GET /admin#/../x HTTP/1.1", b"Host: h"), "FP_E_TARGET", {}),
     # limits
     ("line-too-long", req(b"GET /" + LONG + b" HTTP/1.1"), "FP_E_LINE_TOO_LONG", {"max_line": 32}),
     ("line-too-long-incomplete", b"GET /" + LONG, "FP_E_LINE_TOO_LONG", {"max_line": 32}),
@@ -612,7 +621,10 @@ def test_field_errors_wait_for_the_head_end() -> None:
     assert _http1.parse_request(b"GET / HTTP/1.1\r\nHost: h\r\n\r") is None
 
 
-@pytest.mark.parametrize("host", [b"", b"a.example:8080", b"[::1]:80", b"xn--bcher-kva.example"])
+@pytest.mark.parametrize(
+    "host",
+    [b"", b"a.example:8080", b"[::1]:80", b"[::1]", b"xn--bcher-kva.example", b"h:", b"1.2.3.4:5"],
+)
 def test_valid_host_values(host: bytes) -> None:
     head = _http1.parse_request(b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
     assert head is not None and head.headers[0][1] == host
