@@ -2,7 +2,8 @@
  *
  * Three scans cover the head: field values / reason phrases (stop at CTL or
  * DEL; HTAB stops too and the caller steps over it), request-targets (stop at
- * CTL, SP, DEL or any byte >= 0x80) and field names (the SIMD part stops at
+ * CTL, SP, DEL, any byte >= 0x80 and '#', which no request-target has) and
+ * field names (the SIMD part stops at
  * the first byte outside [A-Za-z0-9_-], the scalar loop finishes with the
  * exact tchar set).  SSE2 when compiled in, else scalar; fp_set_simd() picks
  * at run time so the tests cover both paths.
@@ -49,7 +50,9 @@ static inline const char *fp_scan_target_simd(const char *p, const char *end)
         __m128i v = _mm_loadu_si128((const __m128i *)p);
         /* movemask of v itself flags bytes >= 0x80 */
         unsigned mask = fp_le_mask(v, 0x20) | (unsigned)_mm_movemask_epi8(v) |
-                        (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(0x7f)));
+                        (unsigned)_mm_movemask_epi8(_mm_or_si128(
+                            _mm_cmpeq_epi8(v, _mm_set1_epi8(0x7f)),
+                            _mm_cmpeq_epi8(v, _mm_set1_epi8('#'))));
         if (mask) return p + __builtin_ctz(mask);
         p += 16;
     }
@@ -85,7 +88,7 @@ static inline const char *fp_scan_name_simd(const char *p, const char *e) { (voi
 #endif
 
 static inline int fp_value_stop(unsigned char c) { return c < 0x20 || c == 0x7f; }
-static inline int fp_target_stop(unsigned char c) { return c <= 0x20 || c >= 0x7f; }
+static inline int fp_target_stop(unsigned char c) { return c <= 0x20 || c >= 0x7f || c == '#'; }
 
 /* The scalar scans test one byte at a time but the bound once per 4 bytes. */
 static inline const char *fp_scan_value_scalar(const char *p, const char *end)
