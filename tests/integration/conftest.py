@@ -5,6 +5,10 @@ handed out as fixtures (not imported), because tests/unit has its own ``conftest
 
 Fixtures (the interface is stable):
 
+``scripted`` / ``raw_origin`` -> factories of origins that answer what a test's script
+    says: ``scripted_origin.ScriptedOrigin`` (HTTP-level, for cache tests) and
+    ``raw_origin.RawOrigin`` (byte-level, records every byte, for hostile responses).
+
 ``origin`` -> ``Origin`` (function scope)
     A threaded HTTP/1.1 origin (one thread per TCP connection, keep-alive supported).
     Attributes: ``host``, ``port``, ``address`` (``"127.0.0.1:PORT"``), ``url(path)``,
@@ -163,6 +167,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from raw_origin import RawOrigin, RawReq
+from scripted_origin import Script, ScriptedOrigin
 from support import LabelOrigin
 
 from fastproxy import procinfo
@@ -1194,6 +1200,34 @@ def origin() -> Iterator[Origin]:
         yield o
     finally:
         o.stop()
+
+
+@pytest.fixture
+def scripted() -> Iterator[Callable[[Script], ScriptedOrigin]]:
+    """scripted(script): a started scripted_origin.ScriptedOrigin, closed after the test."""
+    made: list[ScriptedOrigin] = []
+
+    def make(script: Script) -> ScriptedOrigin:
+        made.append(ScriptedOrigin(script))
+        return made[-1]
+
+    yield make
+    for o in made:
+        o.close()
+
+
+@pytest.fixture
+def raw_origin() -> Iterator[Callable[..., RawOrigin]]:
+    """raw_origin(script, read_bodies=True): a started raw_origin.RawOrigin, closed after."""
+    made: list[RawOrigin] = []
+
+    def make(script: Callable[[RawReq], list[Any]], read_bodies: bool = True) -> RawOrigin:
+        made.append(RawOrigin(script, read_bodies))
+        return made[-1]
+
+    yield make
+    for o in made:
+        o.close()
 
 
 @pytest.fixture

@@ -194,7 +194,7 @@ def one_response(raw: bytes) -> tuple[int, dict[str, list[str]], bytes]:
     head, sep, body = raw.partition(b"\r\n\r\n")
     assert sep, f"no complete response head in {raw[:500]!r}"
     lines = head.split(b"\r\n")
-    m = re.fullmatch(rb"HTTP/1\.1 (\d{3}) (.*)", lines[0])
+    m = re.fullmatch(rb"HTTP/1\.1 (\d{3})(?: .*)?", lines[0])
     assert m, f"bad status line {lines[0]!r}"
     headers: dict[str, list[str]] = {}
     for line in lines[1:]:
@@ -207,3 +207,14 @@ def settle_and_check_origin_untouched(origin) -> None:
     time.sleep(0.3)  # > the origin's accept poll (0.2 s): a connection would be counted
     assert origin.connections == 0, "the proxy opened a connection to the origin"
     assert origin.requests == []
+
+
+def expect_refusal(raw: bytes, status: int) -> dict[str, list[str]]:
+    """`raw` was read until the proxy closed: exactly one response, with `status`, whose
+    body is complete."""
+    assert raw.count(b"HTTP/1.1 ") == 1, f"expected exactly one response, got {raw!r}"
+    got, headers, body = one_response(raw)
+    assert got == status, raw
+    assert headers.get("content-length") == [str(len(body))], raw
+    assert headers.get("connection") == ["close"], raw
+    return headers

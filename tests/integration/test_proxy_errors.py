@@ -20,22 +20,11 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from support import free_port, one_response, settle_and_check_origin_untouched
+from support import expect_refusal, free_port, one_response, settle_and_check_origin_untouched
 
 # ---------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------
-
-
-def expect_refusal(raw: bytes, status: int) -> dict[str, list[str]]:
-    """`raw` was read until the proxy closed: exactly one response, with `status`, whose
-    body is complete."""
-    assert raw.count(b"HTTP/1.1 ") == 1, f"expected exactly one response, got {raw!r}"
-    got, headers, body = one_response(raw)
-    assert got == status, raw
-    assert headers.get("content-length") == [str(len(body))], raw
-    assert headers.get("connection") == ["close"], raw
-    return headers
 
 
 def assert_still_serving(proxy, http_conn, origin, path: str = "/after-error") -> None:
