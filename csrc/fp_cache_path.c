@@ -44,39 +44,39 @@ static void resp_done(fp_cpath_resp *out)
 /* One field (id: FP_H_*) of a response head into out. */
 static void take_field(fp_cpath_resp *out, int id, const char *v, size_t n, int64_t now)
 {
-        switch (id) {
-        case FP_H_CACHE_CONTROL: fp_cc_parse(&out->cc, v, n); break;
-        case FP_H_EXPIRES:
-            /* 5.3: an invalid Expires means "already expired" (-2) */
-            if (!out->has_expires) {
-                out->expires = fp_http_date(v, n, now);
-                if (out->expires < 0) out->expires = -2;
-            }
-            out->has_expires = 1;
-            break;
-        case FP_H_DATE:
-            if (out->date < 0) out->date = fp_http_date(v, n, now);
-            break;
-        case FP_H_LAST_MODIFIED:
-            if (out->last_modified < 0) out->last_modified = fp_http_date(v, n, now);
-            out->has_validator = 1;
-            break;
-        case FP_H_ETAG: out->has_validator = 1; break;
-        case FP_H_AGE: {
-            /* 5.1: a non-negative integer; anything else is ignored */
-            int64_t a = 0;
-            size_t j = 0;
-            for (; j < n && v[j] >= '0' && v[j] <= '9'; j++)
-                if (a < FP_DELTA_MAX) a = a * 10 + (v[j] - '0');
-            if (j == n && n) out->age = a > FP_DELTA_MAX ? FP_DELTA_MAX : a;
-            break;
+    switch (id) {
+    case FP_H_CACHE_CONTROL: fp_cc_parse(&out->cc, v, n); break;
+    case FP_H_EXPIRES:
+        /* 5.3: an invalid Expires means "already expired" (-2) */
+        if (!out->has_expires) {
+            out->expires = fp_http_date(v, n, now);
+            if (out->expires < 0) out->expires = -2;
         }
-        case FP_H_SET_COOKIE: out->has_set_cookie = 1; break;
-        case FP_H_VARY:
-            join(out->vary, sizeof out->vary, &out->vary_len, v, n);
-            break;
-        default: break;
-        }
+        out->has_expires = 1;
+        break;
+    case FP_H_DATE:
+        if (out->date < 0) out->date = fp_http_date(v, n, now);
+        break;
+    case FP_H_LAST_MODIFIED:
+        if (out->last_modified < 0) out->last_modified = fp_http_date(v, n, now);
+        out->has_validator = 1;
+        break;
+    case FP_H_ETAG: out->has_validator = 1; break;
+    case FP_H_AGE: {
+        /* 5.1: a non-negative integer; anything else is ignored */
+        int64_t a = 0;
+        size_t j = 0;
+        for (; j < n && v[j] >= '0' && v[j] <= '9'; j++)
+            if (a < FP_DELTA_MAX) a = a * 10 + (v[j] - '0');
+        if (j == n && n) out->age = a > FP_DELTA_MAX ? FP_DELTA_MAX : a;
+        break;
+    }
+    case FP_H_SET_COOKIE: out->has_set_cookie = 1; break;
+    case FP_H_VARY:
+        join(out->vary, sizeof out->vary, &out->vary_len, v, n);
+        break;
+    default: break;
+    }
 }
 
 void fp_cpath_read_response(const char *buf, const fp_head *h, int64_t now,
