@@ -30,6 +30,8 @@ class Req:
                 return v
         return None
 
+    get = header  # as http.client.HTTPMessage.get, for scripts written against it
+
 
 Script = Callable[[int, Req], Answer]
 

@@ -218,3 +218,13 @@ def expect_refusal(raw: bytes, status: int) -> dict[str, list[str]]:
     assert headers.get("content-length") == [str(len(body))], raw
     assert headers.get("connection") == ["close"], raw
     return headers
+
+
+def has_ipv6_loopback() -> bool:
+    """Whether ::1 can be bound here (tests over IPv6 skip without it)."""
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False

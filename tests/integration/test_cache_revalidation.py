@@ -14,63 +14,18 @@ are validated and how they are refreshed.
 
 from __future__ import annotations
 
-import http.client
-import http.server
 import json
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import QuietHandler, ThreadedOrigin, wait_for
-
-Answer = tuple[int, list[tuple[str, str]], bytes]
-Script = Callable[[int, http.client.HTTPMessage], Answer]
-
-
-class ScriptedOrigin(ThreadedOrigin):
-    """An HTTP/1.1 origin on 127.0.0.1 (a thread per connection, keep-alive). Every GET is
-    recorded in ``seen`` (its header fields) and answered by ``script(n, headers)``, n being
-    the 1-based number of the request; the script may block (the connection waits)."""
-
-    def __init__(self, script: Script) -> None:
-        self.seen: list[http.client.HTTPMessage] = []
-        lock = threading.Lock()
-        origin = self
-
-        class Handler(QuietHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                with lock:
-                    origin.seen.append(self.headers)
-                    n = len(origin.seen)
-                status, fields, body = script(n, self.headers)
-                self.send_response(status)
-                for name, value in fields:
-                    self.send_header(name, value)
-                if status != 304:
-                    self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if status != 304:
-                    self.wfile.write(body)
-
-        self.serve(Handler)
-
-
-@pytest.fixture
-def scripted() -> Iterator[Callable[[Script], ScriptedOrigin]]:
-    made: list[ScriptedOrigin] = []
-
-    def make(script: Script) -> ScriptedOrigin:
-        made.append(ScriptedOrigin(script))
-        return made[-1]
-
-    yield make
-    for o in made:
-        o.close()
+from scripted_origin import Answer, Req, Script, ScriptedOrigin
+from support import wait_for
 
 
 def _cfg(upstream: str, workers: int = 1, **cache: Any) -> dict[str, Any]:
@@ -140,7 +95,7 @@ def test_stale_entry_revalidated_with_if_modified_since(
 ) -> None:
     lm = formatdate(time.time() - 3600, usegmt=True)
 
-    def script(n: int, req: http.client.HTTPMessage) -> Answer:
+    def script(n: int, req: Req) -> Answer:
         if req.get("If-Modified-Since") == lm:  # not modified: new freshness, a new field
             return 304, [("Cache-Control", "max-age=60"), ("X-Version", "2")], b""
         fields = [("Cache-Control", "max-age=1"), ("Last-Modified", lm), ("X-Version", str(n))]
@@ -193,7 +148,7 @@ def test_stale_while_revalidate_refreshes_once(
     gate = threading.Event()  # holds the refresh at the origin until the test opens it
     refreshing = threading.Event()
 
-    def script(n: int, req: http.client.HTTPMessage) -> Answer:
+    def script(n: int, req: Req) -> Answer:
         if n == 1:  # 5 s old with 1 s of freshness: stale at once, well within the window
             cc = "max-age=1, stale-while-revalidate=600"
             return 200, [("Cache-Control", cc), ("Age", "5")], b"version 1\n"

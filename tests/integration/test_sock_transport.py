@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 import pytest
-from support import connection_inode, tcp_sockets, wait_for
+from support import connection_inode, has_ipv6_loopback, tcp_sockets, wait_for
 
 import fastproxy
 from fastproxy import procinfo
@@ -142,16 +142,7 @@ def test_out_of_descriptors_pauses_accepting_then_recovers(make_proxy, origin):
     assert p.alive()
 
 
-def _has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback here")
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback here")
 def test_the_peer_address_comes_from_accept_for_ipv6(make_proxy, origin):
     p = make_proxy({"server": {"listen": ["[::1]:0"]}})
     port = int(p.wait_log(r"listening on ::1:(\d+)").group(1))

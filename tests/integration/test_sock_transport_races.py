@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from support import connection_inode, wait_for
+from support import connection_inode, has_ipv6_loopback, wait_for
 
 import fastproxy
 from fastproxy import _protocols
@@ -419,13 +419,6 @@ def test_a_connection_whose_set_up_fails_is_closed_and_never_counted(child):
 
 
 # ---- 3. get_extra_info("peername") -------------------------------------------------------
-def _has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 def _transports(e: Embedded) -> list[Any]:
@@ -443,7 +436,7 @@ def _transports(e: Embedded) -> list[Any]:
     return list(found.values())
 
 
-@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback here")
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback here")
 def test_peername_has_asyncios_shapes_for_ipv4_and_ipv6(embed, origin):
     conf = _config(origin.address)
     conf["server"]["listen"] = ["127.0.0.1:0", "[::1]:0"]
