@@ -121,6 +121,7 @@ include "_client.pxi"
 include "_socktransport.pxi"
 include "_upstream.pxi"
 include "_cache_path.pxi"
+include "_cache_stale.pxi"
 include "_access_log.pxi"
 
 
