@@ -127,6 +127,19 @@ void fp_cpath_read_request(const char *buf, const fp_head *h, fp_cc *cc, int *ha
         }                                                                          \
     } while (0)
 
+/* The value of a field line whose ':' is at colon and which ends at lend,
+ * without the whitespace and line end around it: its start, and *n. */
+static const char *line_value(const char *colon, const char *lend, size_t *n)
+{
+    const char *v = colon + 1;
+    while (v < lend && (*v == ' ' || *v == '\t')) v++;
+    while (lend > v && (lend[-1] == '\r' || lend[-1] == '\n' || lend[-1] == ' ' ||
+                        lend[-1] == '\t'))
+        lend--;
+    *n = (size_t)(lend - v);
+    return v;
+}
+
 static int hop(const char *name, size_t n)
 {
     return ieq(name, n, "transfer-encoding", 17) || ieq(name, n, "content-length", 14) ||
@@ -151,12 +164,9 @@ size_t fp_cpath_field(const char *head, size_t n, const char *name, size_t nl, c
     size_t len = 0;
     EACH_LINE(head, n, {
         if (ieq(line, nlen, name, nl)) {
-            const char *v = colon + 1, *ve = line + llen;
-            while (v < ve && (*v == ' ' || *v == '\t')) v++;
-            while (ve > v && (ve[-1] == '\r' || ve[-1] == '\n' || ve[-1] == ' ' ||
-                              ve[-1] == '\t'))
-                ve--;
-            join(out, cap, &len, v, (size_t)(ve - v));
+            size_t vn;
+            const char *v = line_value(colon, line + llen, &vn);
+            join(out, cap, &len, v, vn);
         }
     });
     return len;
@@ -428,30 +438,15 @@ static int has_field(const char *head, size_t n, const char *name, size_t nl)
     return 0;
 }
 
-/* The fields of a stored head that fp_cpath_resp holds, by name. */
-static int stored_field_id(const char *name, size_t n)
-{
-    static const struct { const char *name; size_t n; int id; } ids[] = {
-        {"cache-control", 13, FP_H_CACHE_CONTROL}, {"expires", 7, FP_H_EXPIRES},
-        {"date", 4, FP_H_DATE}, {"last-modified", 13, FP_H_LAST_MODIFIED},
-        {"etag", 4, FP_H_ETAG}, {"set-cookie", 10, FP_H_SET_COOKIE}, {"vary", 4, FP_H_VARY},
-    };
-    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
-        if (ieq(name, n, ids[i].name, ids[i].n)) return ids[i].id;
-    return -1;
-}
-
 void fp_cpath_read_stored(const char *head, size_t hn, int64_t now, fp_cpath_resp *out)
 {
     resp_init(out);
     EACH_LINE(head, hn, {
-        int id = stored_field_id(line, nlen);
-        if (id >= 0) {
-            const char *v = colon + 1, *e = line + llen;
-            while (v < e && (*v == ' ' || *v == '\t')) v++;
-            while (e > v && (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' ' || e[-1] == '\t'))
-                e--;
-            take_field(out, id, v, (size_t)(e - v), now);
+        int id = fp_header_id(line, nlen);   /* take_field ignores the rest */
+        if (id != FP_H_UNKNOWN) {
+            size_t vn;
+            const char *v = line_value(colon, line + llen, &vn);
+            take_field(out, id, v, vn, now);
         }
     });
     resp_done(out);

@@ -467,18 +467,8 @@ cdef cache_response_head(ClientProtocol c, UpstreamProtocol u, const char *p, si
         c.ckey = None
         cache_fill_done(c)      # not storable: the waiters fetch it themselves
         return
-    meta.request_time = c.creq_time
-    meta.response_time = now
-    meta.date = resp.date if resp.date >= 0 else now    # the Date we added (6.6.1)
-    meta.expires = resp.expires
-    meta.last_modified = resp.last_modified
-    meta.age_value = resp.age
-    meta.freshness = fp_freshness_lifetime(&resp.cc, status, resp.date, resp.expires,
-                                           resp.last_modified, now, c.route.heuristic_max)
-    meta.swr = resp.cc.swr
-    meta.sie = resp.cc.sie
     meta.status = status
-    meta.flags = resp.cc.flags | (FP_CP_HAS_VALIDATOR if resp.has_validator else 0)
+    meta_from(&meta, &resp, resp.age, c.creq_time, now, c.route.heuristic_max)
     # The head as sent (compression may have added Vary: Accept-Encoding),
     # without its framing; the Vary hash from that head and the request's.
     c.wb.len = 0
@@ -500,6 +490,24 @@ cdef cache_response_head(ClientProtocol c, UpstreamProtocol u, const char *p, si
     else:
         c.ckey = None
         cache_fill_done(c)
+
+
+cdef void meta_from(fp_cache_meta *m, const fp_cpath_resp *r, int64_t age,
+                    int64_t request_time, int64_t now, int64_t heuristic_max) noexcept:
+    """What an entry's meta keeps of a response head (m.status set already):
+    its times, validators and freshness (4.2.1), with `age` its received
+    Age; a head without Date is dated when received (RFC 9110 6.6.1)."""
+    m.request_time = request_time
+    m.response_time = now
+    m.date = r.date if r.date >= 0 else now
+    m.expires = r.expires
+    m.last_modified = r.last_modified
+    m.age_value = age
+    m.freshness = fp_freshness_lifetime(&r.cc, m.status, m.date, r.expires, r.last_modified,
+                                        now, heuristic_max)
+    m.swr = r.cc.swr
+    m.sie = r.cc.sie
+    m.flags = r.cc.flags | (FP_CP_HAS_VALIDATOR if r.has_validator else 0)
 
 
 cdef cache_invalidate_locations(ClientProtocol c, CacheRegion r, const char *p,

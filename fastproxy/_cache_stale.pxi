@@ -84,19 +84,7 @@ cdef bint cache_revalidated(ClientProtocol c, UpstreamProtocol u, CacheRegion r,
         fp_cpath_read_response(p, &u.head, now, &resp)
         fp_cpath_read_stored(c.wb.data, merged, now, &now_says)
         meta = hit.meta
-        meta.request_time = c.creq_time
-        meta.response_time = now
-        meta.age_value = resp.age
-        meta.date = now_says.date if now_says.date >= 0 else now
-        meta.expires = now_says.expires
-        meta.last_modified = now_says.last_modified
-        meta.freshness = fp_freshness_lifetime(&now_says.cc, meta.status, meta.date,
-                                               meta.expires, meta.last_modified, now,
-                                               c.route.heuristic_max)
-        meta.flags = now_says.cc.flags | (FP_CP_HAS_VALIDATOR if now_says.has_validator
-                                          else 0)
-        meta.swr = now_says.cc.swr
-        meta.sie = now_says.cc.sie
+        meta_from(&meta, &now_says, resp.age, c.creq_time, now, c.route.heuristic_max)
         sent = hit
         sent.head = <const uint8_t *>c.wb.data
         sent.head_len = c.wb.len
