@@ -7,6 +7,7 @@
 #include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -93,4 +94,10 @@ int fp_sock_name(int fd, char *out, size_t cap, int *port)
     socklen_t len = sizeof ss;
     if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) return -1;
     return addr_ip(&ss, out, cap, port);
+}
+
+int fp_sock_tcp_gone(int fd)
+{
+    struct pollfd p = {fd, 0, 0};
+    return poll(&p, 1, 0) == 1 && (p.revents & (POLLERR | POLLHUP)) != 0;
 }

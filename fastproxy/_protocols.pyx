@@ -35,7 +35,7 @@ from fastproxy.fp_peer cimport (
 )
 from fastproxy.fp_path cimport fp_normalize_path
 from fastproxy.fp_sock cimport (
-    fp_sock_accept, fp_sock_cork, fp_sock_name, fp_sock_peer_ip, fp_sock_send,
+    fp_sock_accept, fp_sock_cork, fp_sock_name, fp_sock_peer_ip, fp_sock_send, fp_sock_tcp_gone,
 )
 from fastproxy.fp_rewrite cimport *
 from fastproxy.fp_stats cimport fp_stats_class, fp_stats_time

@@ -4,3 +4,4 @@ cdef extern from "fp_sock.h" nogil:
     int fp_sock_peer_ip(int fd, char *out, size_t cap)
     int fp_sock_accept(int lfd, char *ip, size_t cap, int *iplen, int *port)
     int fp_sock_name(int fd, char *out, size_t cap, int *port)
+    int fp_sock_tcp_gone(int fd)

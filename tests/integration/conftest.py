@@ -139,6 +139,11 @@ check), ``connect(port, sni=None, ctx=None) -> ssl.SSLSocket``.
 ``ws_codec``: ``frame(opcode, data, mask=True, fin=True) -> bytes`` (RFC 6455; clients mask)
 and ``read_frame(conn: HTTPConn, timeout=5) -> (opcode, masked, payload)``.
 
+``embed(config_dict) -> Embedded`` (factory; stopped at teardown): a ``fastproxy.Proxy``
+in a thread of the test process (embedded_proxy.py), with ``proxy``, ``loop``,
+``loop_errors``, ``call(fn)`` (runs fn on its loop), ``stats()`` and ``frozen()`` (holds the
+loop inside one callback while the block runs).
+
 ``read_response`` on a bare socket uses a fresh buffer each call, so for several responses
 on one connection use an ``HTTPConn``.
 """
@@ -162,12 +167,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from embedded_proxy import Embedded
 from http_client import HTTPConn, Response, _raw_request, _read_response, _Reader
 from raw_origin import RawOrigin, RawReq
 from recording_origin import Origin, _payload, ws_frame, ws_read_frame
 from scripted_origin import Script, ScriptedOrigin
 from support import LabelOrigin
 
+import fastproxy
 from fastproxy import procinfo
 
 # The fastproxy tree the proxy processes run from; FASTPROXY_TEST_TREE points the tests at
@@ -619,3 +626,17 @@ class TLSFiles:
 @pytest.fixture
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
     return TLSFiles(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def embed() -> Iterator[Callable[[dict[str, Any]], Embedded]]:
+    started: list[Embedded] = []
+
+    def make(conf: dict[str, Any]) -> Embedded:
+        e = Embedded(fastproxy.Config.from_dict(conf))
+        started.append(e)
+        return e.start()
+
+    yield make
+    for e in started:
+        e.stop()

@@ -17,25 +17,21 @@ between two of its turns, and each test drives real sockets on 127.0.0.1.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
 import errno
 import gc
 import json
 import queue
-import socket
-import struct
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from embedded_proxy import Embedded, config_for, connect, get, read_response, reset
 from support import connection_inode, has_ipv6_loopback, wait_for
 
-import fastproxy
 from fastproxy import _protocols
 from fastproxy import proxy as proxy_module
 
@@ -44,155 +40,6 @@ uvloop = pytest.importorskip("uvloop")
 pytestmark = pytest.mark.skipif(
     proxy_module.UVLOOP_ACCEPT, reason="FASTPROXY_UVLOOP_ACCEPT=1: not fastproxy's own transport"
 )
-
-
-# ---- an engine embedded in a thread of this process ---------------------------------------
-class Embedded:
-    """A fastproxy.Proxy serving on a uvloop loop in its own thread.  call()
-    runs a function on that loop (between two of its callbacks) and returns
-    its result; frozen() holds the loop inside one callback until the block
-    ends, so whatever the sockets do meanwhile is found all at once by the
-    loop's next turn."""
-
-    def __init__(self, config: fastproxy.Config) -> None:
-        self.config = config
-        self.proxy: fastproxy.Proxy | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.loop_errors: list[dict[str, Any]] = []  # what reached the loop's exception handler
-        self._ready = threading.Event()
-        self._failed: BaseException | None = None
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._run, name="embedded-proxy", daemon=True)
-
-    def _run(self) -> None:
-        async def main() -> None:
-            self.loop = asyncio.get_running_loop()
-            self.loop.set_exception_handler(lambda _loop, ctx: self.loop_errors.append(ctx))
-            self._stop = asyncio.Event()
-            async with fastproxy.Proxy(self.config) as proxy:
-                self.proxy = proxy
-                self._ready.set()
-                await self._stop.wait()
-
-        try:
-            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                runner.run(main())
-        except BaseException as exc:  # noqa: BLE001 - reported by start()
-            self._failed = exc
-        finally:
-            self._ready.set()
-
-    def start(self) -> Embedded:
-        self._thread.start()
-        assert self._ready.wait(10), "the embedded proxy did not start"
-        if self._failed is not None:
-            raise self._failed
-        return self
-
-    def stop(self) -> None:
-        if self.loop is not None and self._stop is not None and self._thread.is_alive():
-            with contextlib.suppress(RuntimeError):  # (the loop is gone already)
-                self.loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(15)
-        assert not self._thread.is_alive(), "the embedded proxy did not stop"
-
-    def call(self, fn: Callable[[], Any], timeout: float = 5) -> Any:
-        assert self.loop is not None
-        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
-
-        def run() -> None:
-            try:
-                fut.set_result(fn())
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
-                fut.set_exception(exc)
-
-        self.loop.call_soon_threadsafe(run)
-        return fut.result(timeout)
-
-    def stats(self) -> dict[str, Any]:
-        assert self.proxy is not None
-        return self.call(self.proxy.stats)
-
-    @contextlib.contextmanager
-    def frozen(self) -> Iterator[None]:
-        assert self.loop is not None
-        inside, release = threading.Event(), threading.Event()
-
-        def hold() -> None:
-            inside.set()
-            release.wait(15)  # bounded: a test that dies here still frees the loop
-
-        self.loop.call_soon_threadsafe(hold)
-        assert inside.wait(5), "the proxy's loop did not come to the freeze"
-        try:
-            yield
-        finally:
-            release.set()
-
-
-@pytest.fixture
-def embed() -> Iterator[Callable[[dict[str, Any]], Embedded]]:
-    started: list[Embedded] = []
-
-    def make(conf: dict[str, Any]) -> Embedded:
-        e = Embedded(fastproxy.Config.from_dict(conf))
-        started.append(e)
-        return e.start()
-
-    yield make
-    for e in started:
-        e.stop()
-
-
-def _config(origin_address: str, **server: Any) -> dict[str, Any]:
-    return {
-        "server": {"listen": ["127.0.0.1:0"], "pid_file": False, **server},
-        "log": {"access": "off"},
-        "upstreams": {"app": {"servers": [origin_address]}},
-        "routes": [
-            {"path_prefix": "/local", "return": 200, "body": "answered here\n"},
-            {"path_prefix": "/", "upstream": "app"},
-        ],
-    }
-
-
-def _connect(port: int, host: str = "127.0.0.1") -> socket.socket:
-    s = socket.create_connection((host, port), timeout=5)
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return s
-
-
-def _reset(s: socket.socket) -> None:
-    """Close with a reset (SO_LINGER {1, 0}), as a client that gives up does."""
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    s.close()
-
-
-def _response(s: socket.socket) -> tuple[bytes, bytes]:
-    """One response with a Content-Length: (head, body)."""
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        more = s.recv(65536)
-        assert more, f"closed before a whole head: {buf!r}"
-        buf += more
-    head, _, body = buf.partition(b"\r\n\r\n")
-    [length] = [
-        int(line.split(b":", 1)[1])
-        for line in head.split(b"\r\n")[1:]
-        if line.lower().startswith(b"content-length:")
-    ]
-    while len(body) < length:
-        more = s.recv(65536)
-        assert more, "closed before the whole body"
-        body += more
-    assert len(body) == length, "more bytes than the response"
-    return head, body
-
-
-def _get(port: int, target: str, host: str = "127.0.0.1") -> tuple[bytes, bytes]:
-    with _connect(port, host) as s:
-        s.sendall(f"GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
-        return _response(s)
 
 
 # ---- 1. no request starts behind a write that failed -------------------------------------
@@ -206,12 +53,12 @@ def test_a_request_pipelined_behind_a_failed_write_never_reaches_the_server(embe
     both requests in one read(2) (Linux hands over the queued bytes before
     the reset), answers request 1, whose send(2) fails (ECONNRESET), and
     must stop there."""
-    e = embed(_config(origin.address))
+    e = embed(config_for(origin.address))
     [(_, port)] = e.proxy.addresses
 
-    s = _connect(port)
+    s = connect(port)
     s.sendall(b"GET /warm HTTP/1.1\r\nHost: t\r\n\r\n")  # keep-alive both ways
-    head, body = _response(s)
+    head, body = read_response(s)
     assert head.startswith(b"HTTP/1.1 200") and body == b"GET /warm"
     [warm] = origin.wait_requests(1)
     before = e.stats()
@@ -224,7 +71,7 @@ def test_a_request_pipelined_behind_a_failed_write_never_reaches_the_server(embe
             b"GET /local HTTP/1.1\r\nHost: t\r\n\r\n"  # 1: answered by the proxy, keep-alive
             b"GET /second HTTP/1.1\r\nHost: t\r\n\r\n"  # 2: for the origin
         )
-        _reset(s)
+        reset(s)
         # the reset is in: the proxy's end of the connection has left the table
         wait_for(lambda: connection_inode(port, client_port) is None, 5, "the reset to land")
 
@@ -238,7 +85,7 @@ def test_a_request_pipelined_behind_a_failed_write_never_reaches_the_server(embe
 
     # The proxy serves on, and the origin's next request comes over the same
     # pooled connection as /warm: nothing was sent on it, nor was it aborted.
-    head, body = _get(port, "/after")
+    head, body = get(port, "/after")
     assert head.startswith(b"HTTP/1.1 200") and body == b"GET /after"
     wait_for(lambda: any(r.target == "/after" for r in origin.requests), 5, "/after upstream")
     assert [r.target for r in origin.requests] == ["/warm", "/after"]
@@ -393,7 +240,7 @@ def test_a_connection_whose_set_up_fails_is_closed_and_never_counted(child):
     assert (stats["conns"], stats["connections_total"], stats["readloop"]) == (0, 0, False)
 
     child.ask("one_fd_left")
-    with _connect(port) as s:
+    with connect(port) as s:
         s.sendall(b"GET /local HTTP/1.1\r\nHost: t\r\n\r\n")
         err = child.next("loop_error")
         assert err["message"] == "Failed to set up an accepted connection", err
@@ -409,7 +256,7 @@ def test_a_connection_whose_set_up_fails_is_closed_and_never_counted(child):
     assert sum(stats["requests"]) == 0
 
     child.ask("restore")
-    head, body = _get(port, "/local")
+    head, body = get(port, "/local")
     assert head.startswith(b"HTTP/1.1 200") and body == b"answered here\n"
     stats = wait_for(
         lambda: (st := child.ask("stats"))["connections_active"] == 0 and st, 5, "its close"
@@ -438,14 +285,14 @@ def _transports(e: Embedded) -> list[Any]:
 
 @pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback here")
 def test_peername_has_asyncios_shapes_for_ipv4_and_ipv6(embed, origin):
-    conf = _config(origin.address)
+    conf = config_for(origin.address)
     conf["server"]["listen"] = ["127.0.0.1:0", "[::1]:0"]
     e = embed(conf)
     ports = {host: port for host, port in e.proxy.addresses}
-    with _connect(ports["127.0.0.1"]) as c4, _connect(ports["::1"], "::1") as c6:
+    with connect(ports["127.0.0.1"]) as c4, connect(ports["::1"], "::1") as c6:
         for c in (c4, c6):  # served and kept open (keep-alive)
             c.sendall(b"GET /local HTTP/1.1\r\nHost: t\r\n\r\n")
-            assert _response(c)[0].startswith(b"HTTP/1.1 200")
+            assert read_response(c)[0].startswith(b"HTTP/1.1 200")
 
         def ask() -> list[tuple[Any, Any, Any, Any, Any]]:
             return [
