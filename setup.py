@@ -61,7 +61,12 @@ def ext(name: str, pyx: str, c_sources: list[str]) -> Extension:
 DATA_PLANE_C = [*PARSER_C, "csrc/fp_rewrite.c", "csrc/fp_path.c"]
 # The cache store.  A module that cimports fastproxy._cache's inline entry points
 # calls these C functions itself, so it must list CACHE_C among its sources too.
-CACHE_C = ["csrc/fp_cache.c", "csrc/fp_cache_heap.c", "csrc/fp_cache_check.c"]
+CACHE_C = [
+    "csrc/fp_cache.c",
+    "csrc/fp_cache_heap.c",
+    "csrc/fp_cache_check.c",
+    "csrc/fp_cache_fill.c",
+]
 CACHE_POLICY_C = ["csrc/fp_cache_policy.c"]
 
 extensions = [

@@ -1,6 +1,7 @@
 /* fp_cache.c - region set-up, the lock, the index, the LRU list and the
  * store operations.  See fp_cache.h for the model, fp_cache_heap.c for the
- * allocator and the crash repair, docs/cache.md for the whole design. */
+ * allocator and the crash repair, fp_cache_fill.c for the fill claims of
+ * request coalescing, docs/cache.md for the whole design. */
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -45,10 +46,6 @@ int fp_lock(fp_cache *c)
 }
 
 void fp_unlock(fp_cache *c) { pthread_mutex_unlock(&c->lock); }
-
-/* Brackets of every mutation: a process dying in between leaves dirty set. */
-static void mut_begin(fp_cache *c) { c->dirty = 1; FP_BARRIER(); }
-static void mut_end(fp_cache *c) { FP_BARRIER(); c->dirty = 0; }
 
 /* ------------------------------------------------------------------ set-up */
 
@@ -126,7 +123,7 @@ int fp_cache_attach(fp_cache *c, int32_t pid)
 {
     if (fp_lock(c)) return FP_CACHE_EBUSY;
     int found = FP_CACHE_ENOSPC;
-    mut_begin(c);
+    fp_mut_begin(c);
     for (uint32_t i = 0; i < c->nprocs && found < 0; i++) {
         fp_proc *p = fp_proc_at(c, i);
         if (p->pid != pid) continue;
@@ -144,7 +141,7 @@ int fp_cache_attach(fp_cache *c, int32_t pid)
             found = (int)i;
         }
     }
-    mut_end(c);
+    fp_mut_end(c);
     fp_unlock(c);
     return found;
 }
@@ -183,9 +180,9 @@ static void clear_slot(fp_cache *c, uint32_t i)
 void fp_cache_detach(fp_cache *c, int slot)
 {
     if (slot < 0 || (uint32_t)slot >= c->nprocs || fp_lock(c)) return;
-    mut_begin(c);
+    fp_mut_begin(c);
     clear_slot(c, (uint32_t)slot);
-    mut_end(c);
+    fp_mut_end(c);
     fp_unlock(c);
 }
 
@@ -194,7 +191,7 @@ int fp_cache_reap(fp_cache *c, int32_t pid)
     if (pid <= 0) return FP_CACHE_EINVAL;
     if (fp_lock(c)) return FP_CACHE_EBUSY;
     int n = 0;
-    mut_begin(c);
+    fp_mut_begin(c);
     for (uint32_t i = 0; i < c->nprocs; i++) {
         fp_proc *p = fp_proc_at(c, i);
         if (p->pid != pid) continue;
@@ -204,7 +201,7 @@ int fp_cache_reap(fp_cache *c, int32_t pid)
     fp_fill *f = fp_fills(c);
     for (int i = 0; i < FP_NFILL; i++)
         if (f[i].hash && f[i].pid == pid) f[i].hash = 0;
-    mut_end(c);
+    fp_mut_end(c);
     fp_unlock(c);
     return n;
 }
@@ -373,7 +370,7 @@ static int lookup(fp_cache *c, int slot, const void *key, size_t klen, uint64_t 
             return FP_CACHE_ENOPIN;
         }
     }
-    mut_begin(c);
+    fp_mut_begin(c);
     if (!copy) {
         p->pins[k].id = e->id;
         p->pins[k].off = off;
@@ -386,7 +383,7 @@ static int lookup(fp_cache *c, int slot, const void *key, size_t klen, uint64_t 
         fp_lru_push_front(c, off);
     }
     if (!(flags & FP_CACHE_NOCOUNT)) c->st.hits++;
-    mut_end(c);
+    fp_mut_end(c);
     fill_hit(c, off, out);
     out->pin = k;
     if (copy) {
@@ -418,10 +415,10 @@ void fp_cache_release(fp_cache *c, int slot, int32_t pin)
     if (fp_lock(c)) return;  /* the pin stays until this process is reaped */
     fp_proc *p = fp_proc_at(c, (uint32_t)slot);
     if (p->pins[pin].off) {
-        mut_begin(c);
+        fp_mut_begin(c);
         unpin(c, &p->pins[pin]);
         p->used--;
-        mut_end(c);
+        fp_mut_end(c);
     }
     fp_unlock(c);
 }
@@ -452,7 +449,7 @@ int fp_cache_ready_head(fp_cache *c, const fp_cache_hit *hit, const void *head, 
     if (fp_lock(c)) return 0;
     int done = 0;
     if (e->magic == FP_ENT_LIVE && e->refs == 1 && e->ready_time != now) {
-        mut_begin(c);
+        fp_mut_begin(c);
         e->ready_time = now;
         if (e->sent) {
             /* Sockets may still hold the page with the old head: drop it
@@ -473,7 +470,7 @@ int fp_cache_ready_head(fp_cache *c, const fp_cache_hit *hit, const void *head, 
         e->ready_len = (uint16_t)hlen;
         FP_BARRIER();
         e->ready_busy = 0;
-        mut_end(c);
+        fp_mut_end(c);
         done = 1;
     }
     fp_unlock(c);
@@ -539,9 +536,9 @@ int fp_cache_begin(fp_cache *c, int slot, const void *key, size_t klen, const vo
     if (klen + hlen + cap > c->max_entry) cap = c->max_entry - klen - hlen;
     uint64_t hash = fp_cache_hash(key, klen);
     if (fp_lock(c)) return FP_CACHE_EBUSY;
-    mut_begin(c);
+    fp_mut_begin(c);
     uint64_t off = reserve(c, slot, hash, klen, hlen, cap, meta);
-    mut_end(c);
+    fp_mut_end(c);
     if (off) p->id = FP_ENT(c, off)->id;
     fp_unlock(c);
     if (!off) return FP_CACHE_ENOSPC;
@@ -574,17 +571,17 @@ static int grow(fp_cache *c, fp_cache_put *p, uint64_t want)
     if (cap > limit) cap = limit;
     if (fp_lock(c)) return FP_CACHE_EBUSY;
     if (!owned(c, p)) { fp_unlock(c); return FP_CACHE_ESTALE; }
-    mut_begin(c);
+    fp_mut_begin(c);
     uint64_t off = reserve(c, p->slot, hash, klen, hlen, cap, &meta);
-    mut_end(c);
+    fp_mut_end(c);
     fp_unlock(c);
     if (off) {
         memcpy(fp_ent_data(c, off), fp_ent_data(c, p->off), klen + hlen);
         memcpy(fp_ent_body(c, off), fp_ent_body(c, p->off), p->body_len);
         if (fp_lock(c) == 0) {
-            mut_begin(c);
+            fp_mut_begin(c);
             if (owned(c, p)) fp_heap_free(c, p->off);
-            mut_end(c);
+            fp_mut_end(c);
             fp_unlock(c);
         }
     } else {
@@ -596,10 +593,10 @@ static int grow(fp_cache *c, fp_cache_put *p, uint64_t want)
         memcpy(saved + klen + hlen, fp_ent_body(c, p->off), p->body_len);
         if (fp_lock(c)) { free(saved); return FP_CACHE_EBUSY; }
         if (!owned(c, p)) { fp_unlock(c); free(saved); return FP_CACHE_ESTALE; }
-        mut_begin(c);
+        fp_mut_begin(c);
         fp_heap_free(c, p->off);
         off = reserve(c, p->slot, hash, klen, hlen, cap, &meta);
-        mut_end(c);
+        fp_mut_end(c);
         fp_unlock(c);
         p->off = 0;  /* the old chunk is gone either way */
         if (off) {
@@ -639,7 +636,7 @@ int fp_cache_commit(fp_cache *c, fp_cache_put *p)
     if (!p->off) return FP_CACHE_EINVAL;
     if (fp_lock(c)) return FP_CACHE_EBUSY;
     if (!owned(c, p)) { fp_unlock(c); p->off = 0; return FP_CACHE_ESTALE; }
-    mut_begin(c);
+    fp_mut_begin(c);
     uint64_t off = p->off;
     fp_entry *e = FP_ENT(c, off);
     e->body_len = p->body_len;
@@ -658,7 +655,7 @@ int fp_cache_commit(fp_cache *c, fp_cache_put *p)
     c->st.stores++;
     FP_BARRIER();
     e->magic = FP_ENT_LIVE;
-    mut_end(c);
+    fp_mut_end(c);
     fp_unlock(c);
     p->off = 0;
     return FP_CACHE_OK;
@@ -668,9 +665,9 @@ void fp_cache_abort(fp_cache *c, fp_cache_put *p)
 {
     if (!p->off) return;
     if (fp_lock(c) == 0) {
-        mut_begin(c);
+        fp_mut_begin(c);
         if (owned(c, p)) fp_heap_free(c, p->off);
-        mut_end(c);
+        fp_mut_end(c);
         fp_unlock(c);
     }
     p->off = 0;
@@ -716,7 +713,7 @@ static long remove_matching(fp_cache *c, const void *key, size_t klen, int prefi
 {
     if (fp_lock(c)) return FP_CACHE_EBUSY;
     long n = 0;
-    mut_begin(c);
+    fp_mut_begin(c);
     uint64_t *b = fp_buckets(c);
     uint64_t h = prefix ? 0 : fp_cache_hash(key, klen);
     uint64_t first = prefix ? 0 : (h & (c->nbuckets - 1));
@@ -735,7 +732,7 @@ static long remove_matching(fp_cache *c, const void *key, size_t klen, int prefi
             o = next;
         }
     }
-    mut_end(c);
+    fp_mut_end(c);
     fp_unlock(c);
     return n;
 }
@@ -782,70 +779,12 @@ long fp_cache_lru_keys(fp_cache *c, uint8_t *buf, size_t cap, long *count)
     return (long)used;
 }
 
-/* ------------------------------------------------------------------ fills */
-
-int fp_cache_fill_claim(fp_cache *c, uint64_t key_hash, int32_t pid, int64_t now_ms,
-                        int64_t ttl_ms, int64_t *deadline_ms)
-{
-    if (fp_lock(c)) return FP_FILL_NOSLOT;
-    fp_fill *f = fp_fills(c);
-    int free_i = -1, r = FP_FILL_NOSLOT;
-    for (int i = 0; i < FP_NFILL; i++) {
-        if (f[i].hash == key_hash) {
-            if (f[i].pid != pid && f[i].deadline_ms > now_ms && fp_pid_alive(f[i].pid)) {
-                *deadline_ms = f[i].deadline_ms;
-                fp_unlock(c);
-                return FP_FILL_WAIT;
-            }
-            free_i = i;  /* ours already, expired, or its owner died: take it over */
-            break;
-        }
-        if (free_i < 0 && (f[i].hash == 0 || f[i].deadline_ms <= now_ms)) free_i = i;
-    }
-    if (free_i >= 0) {
-        mut_begin(c);
-        f[free_i].pid = pid;
-        f[free_i].deadline_ms = now_ms + ttl_ms;
-        f[free_i].hash = key_hash;
-        mut_end(c);
-        *deadline_ms = now_ms + ttl_ms;
-        r = FP_FILL_OWNER;
-    }
-    fp_unlock(c);
-    return r;
-}
-
-int fp_cache_fill_pending(fp_cache *c, uint64_t key_hash, int64_t now_ms)
-{
-    if (fp_lock(c)) return 0;
-    fp_fill *f = fp_fills(c);
-    int r = 0;
-    for (int i = 0; i < FP_NFILL; i++)
-        if (f[i].hash == key_hash) {
-            r = f[i].deadline_ms > now_ms && fp_pid_alive(f[i].pid);
-            break;
-        }
-    fp_unlock(c);
-    return r;
-}
-
-void fp_cache_fill_done(fp_cache *c, uint64_t key_hash, int32_t pid)
-{
-    if (fp_lock(c)) return;
-    fp_fill *f = fp_fills(c);
-    mut_begin(c);
-    for (int i = 0; i < FP_NFILL; i++)
-        if (f[i].hash == key_hash && f[i].pid == pid) f[i].hash = 0;
-    mut_end(c);
-    fp_unlock(c);
-}
-
 /* ------------------------------------------------------------------ tests */
 
 int fp_cache_test_die_in_lock(fp_cache *c)
 {
     if (fp_lock(c)) return FP_CACHE_EBUSY;
-    mut_begin(c);
+    fp_mut_begin(c);
     /* Half of an LRU move and a bucket pointing at garbage: what a process
      * killed mid-mutation could leave. */
     if (c->lru_head) FP_ENT(c, c->lru_head)->prev = c->heap_start + 8;

@@ -119,6 +119,11 @@ void fp_cache_crash_now(void);
         FP_CRASH_POINT();                            \
     } while (0)
 
+/* A mutation of the region under the lock: dirty while it runs, so that the
+ * next holder after a crash inside it repairs (fp_lock). */
+static inline void fp_mut_begin(fp_cache *c) { c->dirty = 1; FP_BARRIER(); }
+static inline void fp_mut_end(fp_cache *c) { FP_BARRIER(); c->dirty = 0; }
+
 static inline uint64_t *fp_buckets(fp_cache *c) { return (uint64_t *)FP_AT(c, c->buckets_off); }
 static inline fp_fill *fp_fills(fp_cache *c) { return (fp_fill *)FP_AT(c, c->fill_off); }
 static inline fp_proc *fp_proc_at(fp_cache *c, uint32_t i)
