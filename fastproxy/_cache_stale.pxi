@@ -125,7 +125,7 @@ cdef int cache_refetch(ClientProtocol c) except -1:
                "the origin's 304 refreshes no stored response (4.3.4); fetching it whole")
     c.retried = False
     c.take_server()
-    c.send_upstream()
+    send_upstream(c)
     return 0
 
 

@@ -252,7 +252,7 @@ cdef class ClientProtocol(ReadConn):
                 if not self.read_head():
                     return
             elif self.state == C_BODY:
-                self.forward_body()
+                forward_body(self)
                 return
             elif self.state == C_LINGER:
                 self.start = self.end = 0   # dropped; the client is not quiet yet
@@ -330,9 +330,7 @@ cdef class ClientProtocol(ReadConn):
         cdef size_t hl = 0
         cdef int rc
         cdef int64_t n
-        cdef fp_req_rw rw
         cdef Route route
-        cdef Upstream ups
         cdef bytes origin_form
         # precise only for the access log's duration; retry_timeout is seconds
         self.t_start = monotonic() if self.rt.access_log is not None else coarse_now()
@@ -429,149 +427,7 @@ cdef class ClientProtocol(ReadConn):
             return
         if route.cache and cache_request(self, p, head_len, host, hl, t, tl, q):
             return
-        ups = route.upstream
-        try:
-            self.server = ups.pick(p, &self.head, self.peer_ip, t, tl)
-        except Exception as exc:        # a custom Python policy failed
-            self.fail(500, f"balancing policy failed: {exc!r}")
-            return
-        if self.server is None:
-            self.fail(503, "no server available")
-            return
-        self.tries = 0
-        self.tried = 0
-        self.take_server()
-        self.upgrade = (self.fr.flags & FP_F_UPGRADE) != 0 and route.websocket
-        if route.compress is not None:      # decided now: the head is gone later
-            request_codings(<Policy>route.compress, p, &self.head, &self.enc_req)
-        rw.flags = self.rt.fwd_flags
-        if self.trusted:
-            rw.flags |= FP_RW_TRUSTED
-        if self.upgrade:
-            rw.flags |= FP_RW_UPGRADE
-        rw.target = SP(t, tl)
-        if ups.host_mode == HOST_PASS and hl:
-            rw.host = SP(host, hl)
-        elif ups.host_mode == HOST_PASS:
-            rw.host = S(self.server.host_header)   # HTTP/1.0 without Host
-        elif ups.host_mode == HOST_UPSTREAM:
-            rw.host = S(self.server.host_header)
-        else:
-            rw.host = S(ups.host_literal)
-        rw.orig_host = SP(host, hl)
-        rw.client_ip = S(self.peer_ip)
-        rw.proto = S(self.proto)
-        rw.via = S(self.rt.via)
-        rw.body_kind = FP_BODY_LENGTH if (self.fr.flags & FP_F_HAS_CL) else self.fr.kind
-        rw.length = self.fr.length
-        rw.rules = NULL if route.req_rules.empty else &route.req_rules.rules
-        rw.conn_rules = NULL if self.lreq is None or self.lreq.empty else &self.lreq.rules
-        self.wb.len = 0
-        if fp_rewrite_request(&self.wb, p, &self.head, &rw) != 0:
-            raise MemoryError()
-        if self.cvalidators is not None:
-            cache_add_validators(self)
-        self.start += head_len
-        if self.body_kind == FP_BODY_CHUNKED:
-            fp_chunked_init(&self.chunk, 4096, 16384)
-        rc = self.append_body()
-        if rc < 0:
-            return
-        self.state = C_WAIT if rc == 1 else C_BODY
-        self.pending = PyBytes_FromStringAndSize(self.wb.data, self.wb.len)
-        # replayable: the whole request is in `pending` (retries, and the
-        # stale pooled connection case)
-        self.can_retry = self.state == C_WAIT and (idempotent(self.method_id)
-                                                   or ups.retry_non_idempotent)
-        self.send_upstream()
-
-    cdef int append_body(self) except -2:
-        """Move request body bytes from the receive buffer into wb, re-framed.
-        1: body complete, 0: more to come, -1: refused (answered already)."""
-        cdef size_t n, used, off, dlen
-        cdef int rc
-        if self.body_kind == FP_BODY_LENGTH:
-            n = self.end - self.start
-            if n > self.body_left:
-                n = <size_t>self.body_left
-            if n and fp_wbuf_put(&self.wb, self.buf + self.start, n):
-                raise MemoryError()
-            self.start += n
-            self.body_left -= n
-            self.consumed_all()
-            return self.body_left == 0
-        if self.body_kind != FP_BODY_CHUNKED:
-            return 1
-        while True:
-            rc = fp_chunked_feed(&self.chunk, self.buf + self.start, self.end - self.start,
-                                 &used, &off, &dlen)
-            if rc < 0:
-                self.fail(fp_error_status(rc), fp_error_name(rc).decode())
-                return -1
-            if rc == FP_CHUNK_DATA:
-                self.body_seen += dlen
-                if self.rt.max_body and self.body_seen > self.rt.max_body:
-                    self.fail(413, "chunked body over max_body_size")
-                    return -1
-                put_chunk(&self.wb, self.buf + self.start + off, dlen)
-                self.start += used
-                continue
-            self.start += used
-            self.consumed_all()
-            if rc == FP_CHUNK_DONE:
-                if fp_wbuf_put(&self.wb, b"0\r\n\r\n", 5):
-                    raise MemoryError()
-                return 1
-            return 0
-
-    cdef send_upstream(self):
-        cdef UpstreamProtocol up
-        self.t_upstream = monotonic()  # upstream time includes connecting, as in nginx
-        idle = self.server.idle
-        while idle:
-            up = <UpstreamProtocol>idle.pop()
-            up.pooled = False
-            if not up.closed and up.state == U_IDLE:    # not one being closed already
-                self.attach(up, True)
-                return
-        self.connect()
-
-    cdef connect(self):
-        self.connecting = True
-        self.rt.loop.create_task(open_upstream(self.rt, self.server, self.route.upstream, self))
-
-    cdef attach(self, UpstreamProtocol up, bint reused):
-        self.connecting = False
-        self.up = up
-        up.begin(self, reused)
-        up.send(self.pending)
-        if not self.can_retry:
-            self.pending = None
-        if self.write_paused:
-            up.pause_reading()
-        if self.state == C_BODY:
-            self.forward_body()
-
-    cdef forward_body(self):
-        cdef int rc
-        if self.up is None:
-            if self.end - self.start > PIPELINE_LIMIT:
-                self.pause_reading()    # still connecting: hold the body
-            return
-        self.wb.len = 0
-        rc = self.append_body()
-        if rc < 0:
-            return
-        if self.wb.len:
-            self.up.send(PyBytes_FromStringAndSize(self.wb.data, self.wb.len))
-        if self.reading_paused and not self.up.write_paused:
-            self.resume_reading()       # paused while connecting; the body can flow now
-        if rc == 1:
-            self.state = C_WAIT
-            self.set_deadline(T_NONE, 0)
-            self.process()              # pipelined bytes may already be waiting
-        else:
-            self.set_deadline(T_BODY, self.rt.body_timeout)
+        forward_request(self, route, p, head_len, host, hl, t, tl)
 
     # ---- answers -----------------------------------------------------------
     cdef write(self, bytes data):
@@ -870,7 +726,7 @@ cdef class ClientProtocol(ReadConn):
         self.server = srv
         self.take_server()
         self.retried = False        # the new server's stale pooled connection may retry too
-        self.send_upstream()
+        send_upstream(self)
         return True
 
     cdef retry(self):
@@ -879,7 +735,7 @@ cdef class ClientProtocol(ReadConn):
         self.up = None
         self.rt.error(self.peer, self.route.label, self.server.address,
                       "retrying on a new connection: pooled connection closed")
-        self.connect()
+        connect_upstream(self)
 
     cdef response_done(self):
         self.up = None

@@ -118,6 +118,7 @@ cdef int put_chunk(fp_wbuf *w, const char *p, size_t n) except -1:
 # methods, so they stay one extension module).
 include "_readloop.pxi"
 include "_client.pxi"
+include "_client_forward.pxi"
 include "_socktransport.pxi"
 include "_upstream.pxi"
 include "_cache_path.pxi"
@@ -155,7 +156,7 @@ cdef connected(ClientProtocol client, UpstreamProtocol up):
     elif up.closed:
         client.upstream_failed(502, "upstream closed the connection at once", True)
     else:
-        client.attach(up, False)
+        attach(client, up, False)
 
 
 cdef bytes swap_host(bytes head, bytes old, bytes new):
