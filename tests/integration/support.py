@@ -203,10 +203,34 @@ def one_response(raw: bytes) -> tuple[int, dict[str, list[str]], bytes]:
     return int(m.group(1)), headers, body
 
 
-def settle_and_check_origin_untouched(origin) -> None:
-    time.sleep(0.3)  # > the origin's accept poll (0.2 s): a connection would be counted
+def origin_barrier(port: int, origin: Any, path: str = "/barrier", host: str = "h") -> None:
+    """Wait until what the proxy sent upstream so far has reached `origin` (a
+    recording_origin.Origin or raw_origin.RawOrigin): one more GET `path` on a new client
+    connection, which the proxy must forward, until the origin has recorded it.
+
+    Anything the proxy wrongly sends upstream it sends while handling the client bytes
+    that caused it, before it answers or closes that client connection (which the test
+    has seen by now).  Both origins count connections on one accept thread, in order: if
+    `path` went on a new upstream connection, every earlier connection is counted once it
+    is recorded.  A request on another connection is recorded by that connection's own
+    thread: almost always long before, the proxy having sent it a round trip earlier."""
+    get_until_close(port, path, host)
+    wait_for(lambda: any(q.target == path for q in origin.requests), 5, f"{path} at the origin")
+
+
+def check_origin_untouched(
+    proxy: Any, origin: Any, path: str = "/barrier", host: str = "h"
+) -> None:
+    """`origin` (no connection from the proxy before the test's refused requests) never
+    got a connection from them: after origin_barrier, exactly its one connection and its
+    one request.  Deterministic when the barrier opens a new upstream connection: any the
+    proxy opened before it is then counted first.  The check before the barrier (which
+    cannot fail spuriously) catches one left idle for the barrier to reuse, once the
+    accept thread has run -- almost surely, it was opened a round trip earlier."""
     assert origin.connections == 0, "the proxy opened a connection to the origin"
-    assert origin.requests == []
+    origin_barrier(proxy.port, origin, path, host)
+    assert origin.connections == 1, "the proxy opened another connection to the origin"
+    assert [q.target for q in origin.requests] == [path]
 
 
 def expect_refusal(raw: bytes, status: int) -> dict[str, list[str]]:

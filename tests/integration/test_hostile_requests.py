@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import posixpath
 import re
-import time
 
 import pytest
 from raw_origin import (
@@ -23,7 +22,13 @@ from raw_origin import (
     serve_check,
     worker_pids,
 )
-from support import expect_refusal, one_response, settle_and_check_origin_untouched, wait_for
+from support import (
+    check_origin_untouched,
+    expect_refusal,
+    one_response,
+    origin_barrier,
+    wait_for,
+)
 
 # ---------------------------------------------------------------------------------------------
 # Request framing and syntax: refused, closed, never forwarded
@@ -124,7 +129,7 @@ def test_hostile_request_is_refused_closed_and_never_forwarded(
     workers = worker_pids(proxy)
     raw = raw_request(proxy.port, data)
     expect_refusal(raw, status)
-    settle_and_check_origin_untouched(origin)
+    check_origin_untouched(proxy, origin)
     serve_check(proxy, http_conn, origin)
     assert_healthy(proxy, workers)
 
@@ -271,7 +276,7 @@ def test_host_that_is_not_uri_host_port_is_400(host, origin, proxy, raw_request,
     # field value."  Host = uri-host [ ":" port ], port = *DIGIT (RFC 3986 3.2.3).
     raw = raw_request(proxy.port, b"GET /x HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
     expect_refusal(raw, 400)
-    settle_and_check_origin_untouched(origin)
+    check_origin_untouched(proxy, origin)
 
 
 def test_expect_100_rejected_by_origin_closes_and_drops_what_follows(
@@ -295,8 +300,9 @@ def test_expect_100_rejected_by_origin_closes_and_drops_what_follows(
         c.send(b"hello" + SMUGGLE)
     raw, _ = recv_until_close(c.sock)
     assert raw == b"", raw
-    time.sleep(0.3)
-    assert all("smuggled" not in q.target for q in ro.requests), [q.head for q in ro.requests]
+    # (a wrongly forwarded request on another connection: see origin_barrier)
+    origin_barrier(proxy.port, ro)
+    assert [q.target for q in ro.requests] == ["/echo", "/barrier"], [q.head for q in ro.requests]
     assert r.header("connection") == "close", r
 
 
@@ -308,8 +314,9 @@ def test_connection_close_request_stops_the_pipeline(origin, proxy, http_conn):
     r = c.read_response()
     assert r.body == b"GET /a"
     assert c.at_eof()
-    time.sleep(0.3)
-    assert [q.target for q in origin.requests] == ["/a"]
+    # (a wrongly forwarded request on another connection: see origin_barrier)
+    origin_barrier(proxy.port, origin)
+    assert [q.target for q in origin.requests] == ["/a", "/barrier"]
 
 
 def test_http10_request_without_keep_alive_stops_the_pipeline(origin, proxy, http_conn):
@@ -317,8 +324,9 @@ def test_http10_request_without_keep_alive_stops_the_pipeline(origin, proxy, htt
     c.send(b"GET /a HTTP/1.0\r\nHost: h\r\n\r\n" + SMUGGLE)
     raw, _ = recv_until_close(c.sock)
     assert raw.count(b"HTTP/1.1 ") == 1, raw
-    time.sleep(0.3)
-    assert [q.target for q in origin.requests] == ["/a"]
+    # (a wrongly forwarded request on another connection: see origin_barrier)
+    origin_barrier(proxy.port, origin)
+    assert [q.target for q in origin.requests] == ["/a", "/barrier"]
 
 
 def test_declined_upgrade_with_connection_close_stops_the_pipeline(
@@ -330,13 +338,14 @@ def test_declined_upgrade_with_connection_close_stops_the_pipeline(
     proxy = proxy_to(make_proxy, ro)
     c = http_conn(proxy.port)
     c.send(
-        b"GET /up HTTP/1.1\r\nHost: h\r\nConnection: close, Upgrade\r\nUpgrade: foo\r\n\r\n"
+        b"GET /up HTTP/1.1\r\nHost: h\r\nConnection: close, Upgrade\r\nUpgrade: websocket\r\n\r\n"
         + SMUGGLE
     )
     raw, _ = recv_until_close(c.sock)
     assert raw.count(b"HTTP/1.1 ") == 1 and b"GET /up" in raw, raw
-    time.sleep(0.3)
-    assert [q.target for q in ro.requests] == ["/up"]
+    # (a wrongly forwarded request on another connection: see origin_barrier)
+    origin_barrier(proxy.port, ro)
+    assert [q.target for q in ro.requests] == ["/up", "/barrier"]
     assert b"smuggled" not in b"".join(bytes(x) for x in ro.received)
 
 
@@ -347,7 +356,7 @@ def test_accepted_upgrade_passes_pipelined_bytes_as_tunnel_data(raw_origin, make
         by_target(
             {
                 "/up": [
-                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: foo\r\n"
+                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                     b"Connection: Upgrade\r\n\r\n",
                     1.0,
                 ]
@@ -356,7 +365,10 @@ def test_accepted_upgrade_passes_pipelined_bytes_as_tunnel_data(raw_origin, make
     )
     proxy = proxy_to(make_proxy, ro)
     c = http_conn(proxy.port)
-    c.send(b"GET /up HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: foo\r\n\r\n" + SMUGGLE)
+    c.send(
+        b"GET /up HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+        + SMUGGLE
+    )
     assert c.read_response().status == 101
     wait_for(lambda: bytes(ro.received[0]).endswith(SMUGGLE), 5, "tunnel bytes at the origin")
     assert ro.connections == 1
@@ -401,8 +413,10 @@ def test_pipelined_requests_after_a_local_404_are_served_in_order(make_proxy, or
     c.send(b"GET /a HTTP/1.1\r\nHost: unknown\r\n\r\nGET /b HTTP/1.1\r\nHost: known\r\n\r\n")
     assert c.read_response().status == 404
     assert c.read_response().body == b"GET /b"
-    time.sleep(0.2)
-    assert [q.target for q in origin.requests] == ["/b"]
+    # /a would have gone upstream before /b; on another connection its thread records it
+    # almost surely before /barrier (sent a round trip after /b's answer)
+    origin_barrier(proxy.port, origin, host="known")
+    assert [q.target for q in origin.requests] == ["/b", "/barrier"]
 
 
 def test_pipelined_request_behind_a_refused_connect_is_never_forwarded(origin, proxy, http_conn):
@@ -410,7 +424,7 @@ def test_pipelined_request_behind_a_refused_connect_is_never_forwarded(origin, p
     c.send(b"CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n" + SMUGGLE)
     raw, _ = recv_until_close(c.sock)
     assert one_response(raw)[0] == 405 and raw.count(b"HTTP/1.1 ") == 1, raw
-    settle_and_check_origin_untouched(origin)
+    check_origin_untouched(proxy, origin)
 
 
 @pytest.mark.parametrize(
@@ -435,7 +449,7 @@ def test_hostile_head_sent_one_byte_at_a_time_is_still_refused(data, origin, pro
             break
     raw, _ = recv_until_close(c.sock)
     expect_refusal(raw, 400)
-    settle_and_check_origin_untouched(origin)
+    check_origin_untouched(proxy, origin)
 
 
 # ---------------------------------------------------------------------------------------------
