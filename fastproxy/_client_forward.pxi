@@ -23,7 +23,8 @@ cdef forward_request(ClientProtocol c, Route route, const char *p, size_t head_l
     c.tries = 0
     c.tried = 0
     c.take_server()
-    c.upgrade = (c.fr.flags & FP_F_UPGRADE) != 0 and route.websocket
+    c.upgrade = (c.fr.flags & FP_F_UPGRADE) != 0 and route.websocket \
+        and upgrade_allowed(route, p, &c.head)
     if route.compress is not None:      # decided now: the head is gone later
         request_codings(<Policy>route.compress, p, &c.head, &c.enc_req)
     rw.flags = c.rt.fwd_flags

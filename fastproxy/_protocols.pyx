@@ -25,7 +25,9 @@ from fastproxy._compress cimport (
 )
 from fastproxy._conn cimport Conn, coarse_now, monotonic
 from fastproxy._runtime cimport Runtime
-from fastproxy._tables cimport HOST_PASS, HOST_UPSTREAM, HeaderRules, Route, Server, Upstream
+from fastproxy._tables cimport (
+    HOST_PASS, HOST_UPSTREAM, HeaderRules, Route, Server, Upstream, upgrade_allowed,
+)
 from fastproxy.fp_encoding cimport fp_enc_req
 from fastproxy.fp_http1 cimport *
 from fastproxy.fp_known_headers cimport FP_H_REFERER, FP_H_USER_AGENT

@@ -92,6 +92,7 @@ cdef class Route:
     cdef int redirect_status
     cdef bint keep_query
     cdef bint websocket
+    cdef frozenset upgrades     # upgrade_protocols: lower-case bytes names; None = any
     cdef HeaderRules req_rules
     cdef HeaderRules resp_rules
     cdef readonly object compress   # fastproxy._compress.Policy, None = off
@@ -125,3 +126,4 @@ cdef enum:
 
 
 cdef bytes normalize_path(bytes path)
+cdef bint upgrade_allowed(Route route, const char *p, const fp_head *h) except -1

@@ -12,6 +12,7 @@ from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcmp
 
 from fastproxy.fp_http1 cimport fp_head, fp_header
+from fastproxy.fp_known_headers cimport FP_H_UPGRADE
 from fastproxy.fp_lb cimport (
     FP_LB_HASH, FP_LB_IP_HASH, FP_LB_KEY_COOKIE, FP_LB_KEY_HEADER, FP_LB_KEY_NONE,
     FP_LB_KEY_PATH, FP_LB_KEY_QUERY, FP_LB_LEAST_CONN, FP_LB_RANDOM, FP_LB_ROUND_ROBIN,
@@ -429,6 +430,8 @@ cdef class Route:
             self.redirect_status = 0
             self.keep_query = False
         self.websocket = cfg.websocket
+        ups = tuple(getattr(cfg, "upgrade_protocols", ("websocket",)))
+        self.upgrades = None if ups == ("*",) else frozenset(u.lower().encode() for u in ups)
         self.req_rules = HeaderRules(cfg.request_headers)
         self.resp_rules = HeaderRules(cfg.response_headers)
         comp = getattr(cfg, "compression", None)
@@ -456,6 +459,28 @@ cdef class Route:
 PATH_ERRORS = {FP_PATH_BAD_ESCAPE: "bad percent-escape", FP_PATH_NUL: "encoded NUL",
                FP_PATH_ABOVE_ROOT: "dot-segment above the root",
                FP_PATH_NOT_ABS: "not an absolute path"}
+
+
+cdef bint upgrade_allowed(Route route, const char *p, const fp_head *h) except -1:
+    """May the Upgrade request head p/h go through on this route (its
+    upgrade_protocols)?  Every protocol it offers must be allowed, since the
+    server picks among them; a name covers its versions (RFC 9110 7.8).
+    Once per upgrade request: Python objects are fine here."""
+    cdef int i
+    cdef bint offered = False
+    if route.upgrades is None:
+        return True
+    for i in range(h.num_headers):
+        if h.headers[i].id != FP_H_UPGRADE:
+            continue
+        value = PyBytes_FromStringAndSize(p + h.headers[i].value.off, h.headers[i].value.len)
+        for item in value.split(b","):
+            name = item.strip(b" \t").split(b"/", 1)[0].lower()
+            if name:
+                if name not in route.upgrades:
+                    return False
+                offered = True
+    return offered
 
 
 cdef bytes normalize_path(bytes path):

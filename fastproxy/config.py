@@ -62,6 +62,7 @@ from fastproxy.config_values import (
     parse_redirect_target,
     parse_server_header,
     parse_size,
+    parse_upgrade_protocols,
     parse_via_name,
     parse_workers,
     type_name,
@@ -192,6 +193,9 @@ class RouteConfig:
     body: str = ""
     redirect: Redirect | None = None
     websocket: bool = True
+    # what an Upgrade may ask for; ("*",): anything.  Not h2c by default: an
+    # h2c tunnel would carry requests past the routes and filters.
+    upgrade_protocols: tuple[str, ...] = ("websocket",)
     request_headers: HeaderRules = HeaderRules()
     response_headers: HeaderRules = HeaderRules()
     # the effective settings: [compression] with this route's override applied
@@ -449,6 +453,7 @@ _ROUTE_CONVS: dict[str, Conv] = {
     "body": _simple(expect_str),
     "redirect": _redirect,
     "websocket": _simple(expect_bool),
+    "upgrade_protocols": _simple(parse_upgrade_protocols),
     "request_headers": _header_rules(request=True),
     "response_headers": _header_rules(request=False),
     "compression": lambda chk, path, value: value,  # resolved over [compression] later

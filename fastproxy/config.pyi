@@ -185,6 +185,7 @@ class RouteConfig:
     body: str = ""
     redirect: Redirect | None = None
     websocket: bool = True
+    upgrade_protocols: tuple[str, ...] = ("websocket",)
     request_headers: HeaderRules = ...
     response_headers: HeaderRules = ...
     compression: CompressionConfig = ...  # effective: [compression] + the route's override

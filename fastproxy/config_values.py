@@ -284,6 +284,26 @@ def check_header_name(value: object) -> str:
     return name
 
 
+def parse_upgrade_protocols(value: object) -> tuple[str, ...]:
+    """A route's `upgrade_protocols`: protocol names an `Upgrade` request may ask
+    for (RFC 9110 7.8: tokens, compared case-insensitively; a name covers all its
+    versions), lower-cased; ["*"] allows any."""
+    if not isinstance(value, list):
+        raise _expected("list of protocol names", value)
+    names = []
+    for item in value:
+        name = expect_str(item)
+        if name == "*":
+            if len(value) != 1:
+                raise ValueError('"*" allows any protocol and stands alone')
+        elif "/" in name:
+            raise ValueError(f"{name!r}: give the protocol name without a version")
+        elif not is_token(name):
+            raise ValueError(f"invalid protocol name {name!r} (must be an HTTP token)")
+        names.append(name.lower())
+    return tuple(names)
+
+
 def check_header_value(value: object) -> str:
     text = expect_str(value)
     bad = next((c for c in text if c in "\r\n\0"), None)

@@ -485,12 +485,32 @@ def test_route_needs_exactly_one_target() -> None:
         ("redirect = 5", "routes[0].redirect", "expected table, got integer"),
         ('upstream = "app"\nwebsocket = "no"', "routes[0].websocket", "boolean"),
         ('upstream = ""', "routes[0].upstream", "must not be empty"),
+        ('upstream = "app"\nupgrade_protocols = "h2c"', "routes[0].upgrade_protocols", "list"),
+        (
+            'upstream = "app"\nupgrade_protocols = ["SPDY/3.1"]',
+            "routes[0].upgrade_protocols",
+            "without a version",
+        ),
+        ('upstream = "app"\nupgrade_protocols = ["a b"]', "routes[0].upgrade_protocols", "token"),
+        (
+            'upstream = "app"\nupgrade_protocols = ["*", "h2c"]',
+            "routes[0].upgrade_protocols",
+            "stands alone",
+        ),
     ],
 )
 def test_route_key_bad(body: str, path: str, fragment: str) -> None:
     issue = route_error(body)
     assert issue.path == path
     assert fragment in issue.message
+
+
+def test_route_upgrade_protocols() -> None:
+    assert route('upstream = "app"').upgrade_protocols == ("websocket",)  # not h2c
+    r = route('upstream = "app"\nupgrade_protocols = ["WebSocket", "SPDY"]')
+    assert r.upgrade_protocols == ("websocket", "spdy")
+    assert route('upstream = "app"\nupgrade_protocols = ["*"]').upgrade_protocols == ("*",)
+    assert route('upstream = "app"\nupgrade_protocols = []').upgrade_protocols == ()
 
 
 def test_route_return_and_redirect_values() -> None:
