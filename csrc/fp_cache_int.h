@@ -1,5 +1,6 @@
 /* fp_cache_int.h - layout of the cache region, shared by fp_cache.c (index,
- * LRU, operations) and fp_cache_heap.c (allocator, rebuild, check).
+ * LRU, operations), fp_cache_heap.c (allocator, rebuild), fp_cache_check.c
+ * and fp_cache_fill.c (fill claims).
  * Not part of the API: Cython sees only fp_cache.h. */
 #ifndef FP_CACHE_INT_H
 #define FP_CACHE_INT_H

@@ -4,6 +4,7 @@
 import os
 
 from fastproxy._compress import Policy
+from fastproxy.config_values import parse_upgrade_protocols
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.list cimport PyList_GET_ITEM
@@ -430,8 +431,9 @@ cdef class Route:
             self.redirect_status = 0
             self.keep_query = False
         self.websocket = cfg.websocket
-        ups = tuple(getattr(cfg, "upgrade_protocols", ("websocket",)))
-        self.upgrades = None if ups == ("*",) else frozenset(u.lower().encode() for u in ups)
+        # checked again: an embedding program may build a RouteConfig itself
+        ups = parse_upgrade_protocols(list(cfg.upgrade_protocols))
+        self.upgrades = None if ups == ("*",) else frozenset(u.encode() for u in ups)
         self.req_rules = HeaderRules(cfg.request_headers)
         self.resp_rules = HeaderRules(cfg.response_headers)
         comp = getattr(cfg, "compression", None)

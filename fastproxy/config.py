@@ -193,15 +193,16 @@ class RouteConfig:
     body: str = ""
     redirect: Redirect | None = None
     websocket: bool = True
-    # what an Upgrade may ask for; ("*",): anything.  Not h2c by default: an
-    # h2c tunnel would carry requests past the routes and filters.
-    upgrade_protocols: tuple[str, ...] = ("websocket",)
     request_headers: HeaderRules = HeaderRules()
     response_headers: HeaderRules = HeaderRules()
     # the effective settings: [compression] with this route's override applied
     compression: CompressionConfig = CompressionConfig()
     cache: bool = False  # store / serve GET and HEAD through [cache] (docs/cache.md)
     cache_key: CacheKey = CacheKey()
+    # What an Upgrade may ask for; ("*",): anything.  Not h2c by default: an
+    # h2c tunnel would carry requests past the routes and filters.  (Last:
+    # the fields are positional too, and this one came late.)
+    upgrade_protocols: tuple[str, ...] = ("websocket",)
 
 
 @dataclass(frozen=True, slots=True)

@@ -185,12 +185,12 @@ class RouteConfig:
     body: str = ""
     redirect: Redirect | None = None
     websocket: bool = True
-    upgrade_protocols: tuple[str, ...] = ("websocket",)
     request_headers: HeaderRules = ...
     response_headers: HeaderRules = ...
     compression: CompressionConfig = ...  # effective: [compression] + the route's override
     cache: bool = False
     cache_key: CacheKey = ...
+    upgrade_protocols: tuple[str, ...] = ("websocket",)
 
 @dataclass(frozen=True, slots=True)
 class CacheKey:

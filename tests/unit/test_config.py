@@ -652,3 +652,10 @@ def test_health_check_bad(body: str, path: str, fragment: str) -> None:
     want = "upstreams.app.health_check" + (f".{path}" if path else "")
     assert (issue.path, issue.line) == (want, 3)
     assert fragment in issue.message
+
+
+def test_route_config_keeps_its_positional_fields() -> None:
+    # upgrade_protocols came after the others: earlier fields keep their positions
+    rules = HeaderRules(set=(("X-A", "1"),))
+    r = RouteConfig(None, "/", "app", None, "", None, True, rules)
+    assert r.request_headers == rules and r.upgrade_protocols == ("websocket",)

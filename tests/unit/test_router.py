@@ -13,6 +13,7 @@ Selection (the way nginx picks a server block, then a location):
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -283,3 +284,17 @@ def test_very_long_host_does_not_crash() -> None:
     r = make_router(ret(host="example.com"), ret())
     assert label(r, b"a" * 5000 + b".example.com", b"/") == "route1"
     assert label(r, b"a" * 5000, b"/") == "route1"
+
+
+@pytest.mark.parametrize("bad", [("SPDY/3",), ("*", "h2c"), ("a b",)])
+def test_a_route_built_in_python_has_its_upgrade_protocols_checked_too(bad) -> None:
+    # an embedding program may build its RouteConfig without Config's checks
+    cfg = Config.from_dict(
+        {
+            "upstreams": {"app": {"servers": ["127.0.0.1:9001"]}},
+            "routes": [{"upstream": "app"}],
+        }
+    )
+    route = dataclasses.replace(cfg.routes[0], upgrade_protocols=bad)
+    with pytest.raises(ValueError):
+        Router(dataclasses.replace(cfg, routes=(route,)))
