@@ -34,11 +34,8 @@ Results: results.json, results.md and results.png (matplotlib, if installed) in 
 from __future__ import annotations
 
 import argparse
-import atexit
 import contextlib
 import datetime as dt
-import http.client
-import importlib.util
 import json
 import os
 import platform
@@ -46,8 +43,6 @@ import resource
 import shlex
 import shutil
 import signal
-import socket
-import ssl
 import subprocess
 import sys
 import tempfile
@@ -55,7 +50,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
@@ -64,33 +58,30 @@ WRK_DIR = HERE / "wrk"
 INSTALL_HINT = "apt-get install -y wrk nginx"
 
 
-def _load(module: str) -> ModuleType:
-    """fastproxy/<module>.py by path: the wrk, /proc and TOML helpers are standard-library
-    only, and loading the files alone keeps this benchmark usable whatever state the rest
-    of the package (C extensions, installation) is in."""
-    spec = importlib.util.spec_from_file_location(
-        f"_fastproxy_{module}", ROOT / f"fastproxy/{module}.py"
-    )
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up here
-    spec.loader.exec_module(mod)
-    return mod
-
-
-procinfo = _load("procinfo")
-_wrk = _load("wrk")
-WRK_REPORT_LUA, parse_wrk_output, wrk_command = (
-    _wrk.WRK_REPORT_LUA,
-    _wrk.parse_wrk_output,
-    _wrk.wrk_command,
-)
-dumps_toml = _load("toml_edit").dumps_toml
-
 sys.path.insert(0, str(HERE))
 import bench_tls  # noqa: E402  (bench/bench_tls.py, beside this script)
+import vs_nginx_procs  # noqa: E402  (main() sets its NGINX)
 
-PREFLIGHT_CA: list[Path] = []  # the current TLS scenario's certificate
+# beside this script: starting, checking and stopping the processes of a run
+from vs_nginx_procs import (  # noqa: E402
+    _STARTED,
+    PREFLIGHT_CA,
+    Proxy,
+    ScenarioError,
+    _load,
+    _sigterm,
+    _tail,  # noqa: F401  (re-exported: uvloop_floor.py reads it here)
+    cleanup,
+    free_port,
+    nginx_cmd,
+    origin_check,
+    pinned,
+    preflight,
+    procinfo,
+    start,
+    start_and_wait,
+    stop,
+)
 
 # beside this script: the reports (vs_nginx_report.py) and the scenarios with the
 # origin/nginx/fastproxy configs for each (vs_nginx_scenarios.py)
@@ -115,140 +106,14 @@ from vs_nginx_scenarios import (  # noqa: E402
     scheme,
 )
 
-# --------------------------------------------------------------------------- processes
-
-_STARTED: list[subprocess.Popen[Any]] = []
-
-
-def cleanup() -> None:
-    """Stop every process this script started and that still runs (newest first)."""
-    while _STARTED:
-        proc = _STARTED.pop()
-        with contextlib.suppress(Exception):
-            procinfo.stop_process(proc, timeout=20)
-
-
-atexit.register(cleanup)
-
-
-def _sigterm(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def pinned(cmd: list[str], cpu: int | None) -> list[str]:
-    return cmd if cpu is None else ["taskset", "-c", str(cpu), *cmd]
-
-
-def start(cmd: list[str], log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "ab") as fh:
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=fh,
-            stderr=fh,
-            start_new_session=True,  # Ctrl-C reaches only this script; it stops them
-        )
-    _STARTED.append(proc)
-    return proc
-
-
-def stop(proc: subprocess.Popen[Any] | None) -> None:
-    if proc is None:
-        return
-    procinfo.stop_process(proc, timeout=20)
-    with contextlib.suppress(ValueError):
-        _STARTED.remove(proc)
-
-
-NGINX = "nginx"  # main() puts the full path here (Debian installs it in /usr/sbin)
-
-
-def nginx_cmd(conf: Path, prefix: Path) -> list[str]:
-    return [
-        NGINX,
-        "-e",
-        str(conf.with_suffix(".startup.log")),
-        "-p",
-        f"{prefix}/",
-        "-c",
-        str(conf),
-        "-g",
-        "daemon off;",
-    ]
-
-
-def _tail(path: Path, n: int = 12) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return ""
-
-
-class ScenarioError(RuntimeError):
-    pass
-
-
-@dataclass
-class Proxy:
-    name: str  # "fastproxy" or "nginx"
-    proc: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-
-def start_and_wait(name: str, cmd: list[str], port: int, log: Path) -> Proxy:
-    proc = start(cmd, log)
-    try:
-        procinfo.wait_port("127.0.0.1", port, up=True, timeout=30, proc=proc)
-    except (RuntimeError, TimeoutError) as exc:
-        stop(proc)
-        raise ScenarioError(f"{name} did not start: {exc}\n{_tail(log)}") from None
-    return Proxy(name, proc, port, log)
-
-
-def preflight(name: str, port: int, s: Scenario, tls: bool | None = None) -> int:
-    """One request like the scenario's: status and body length must be as expected.
-    Returns the body length (as sent: compressed, for the compression scenarios)."""
-    if s.tls if tls is None else tls:
-        ctx = ssl.create_default_context(cafile=str(PREFLIGHT_CA[0])) if PREFLIGHT_CA else None
-        conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-            "127.0.0.1", port, timeout=10, context=ctx
-        )
-    else:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        headers = dict(h.split(": ", 1) for h in s.wrk_headers)
-        body = b"a" * s.body_len if s.body_len else None
-        conn.request(s.method, s.path, body=body, headers=headers)
-        resp = conn.getresponse()
-        data = resp.read()
-    except (OSError, http.client.HTTPException) as exc:
-        raise ScenarioError(f"{name}: {s.method} {s.path} failed: {exc!r}") from None
-    finally:
-        conn.close()
-    if resp.status != s.expect_status or s.expect_len not in (None, len(data)):
-        raise ScenarioError(
-            f"{name}: {s.method} {s.path} answered {resp.status} with {len(data)} bytes, "
-            f"expected {s.expect_status} with {s.expect_len}"
-        )
-    if s.identity_len and resp.getheader("Content-Encoding") is None and name != "origin":
-        raise ScenarioError(f"{name}: {s.path} was not compressed")
-    return len(data)
-
-
-def origin_check(port: int, s: Scenario) -> str:
-    """One request straight to the origin, to tell a proxy failure from an origin one."""
-    try:
-        preflight("origin", port, s, tls=False)
-    except ScenarioError as exc:
-        return f"FAILED too: {exc}"
-    return "ok"
+# fastproxy/wrk.py and toml_edit.py, loaded by path as procinfo is (vs_nginx_procs._load)
+_wrk = _load("wrk")
+WRK_REPORT_LUA, parse_wrk_output, wrk_command = (
+    _wrk.WRK_REPORT_LUA,
+    _wrk.parse_wrk_output,
+    _wrk.wrk_command,
+)
+dumps_toml = _load("toml_edit").dumps_toml
 
 
 # --------------------------------------------------------------------------- progress
@@ -558,7 +423,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = Path(args.replot)
         write_reports(json.loads((out / "results.json").read_text()), out)
         return 0
-    global NGINX
     nginx_bin = shutil.which("nginx", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
     if shutil.which("wrk") is None or nginx_bin is None:
         print(INSTALL_HINT)
@@ -566,7 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.floor and shutil.which("gcc") is None:
         print("--floor builds bench/c/epoll_floor.c: apt-get install -y gcc")
         return 2
-    NGINX = nginx_bin
+    vs_nginx_procs.NGINX = nginx_bin
     cpus = sorted(os.sched_getaffinity(0))
     n_cpus = len(cpus)
     worker_counts = args.worker_counts or sorted({1, n_cpus})
