@@ -57,7 +57,7 @@ cdef class ClientProtocol(ReadConn):
     cdef bint csie              # the stale entry may be served on an error (stale-if-error)
     cdef size_t cmark_head      # where the response head starts in the upstream's out
     cdef int sfd                # the socket, for send() and cache hits; -1: none (TLS)
-    cdef int tls_fd             # TLS: the TCP socket under it (see read_head); else -1
+    cdef int tls_fd             # TLS: the TCP socket under it (write_failed); else -1
     cdef bint linger_wanted     # refused before the request was read whole: linger on close
     # What direct_fd() need not ask the transport again (two Python calls per
     # answer, ~3 % of a cache hit): its write queue was seen empty and nothing
@@ -288,20 +288,27 @@ cdef class ClientProtocol(ReadConn):
             self.reset_request()
             self.fail(fp_error_status(<int>rc), fp_error_name(<int>rc).decode())
             return False
-        if self.tls_fd >= 0 and self.requests > 0 and fp_sock_tcp_gone(self.tls_fd):
-            # uvloop's TLS transport reports a failed write (the client reset)
-            # only in connection_lost, a loop turn later, and is_closing()
-            # stays false until then: a request pipelined behind the answer
-            # that failed must not start and reach a server meanwhile.  Asked
-            # of every later request on the connection, not only pipelined
-            # ones: the TLS layer also hands over bytes it read before the
-            # failure in later turns (0.3 us: bench/c/gone_check_cost.c; a TLS
-            # request costs ~23 us).
-            # fastproxy's own plain-TCP transport ends the connection at once.
+        if self.own_tr is None and self.requests > 0 and self.write_failed():
+            # A request pipelined behind an answer whose write failed (the
+            # client reset) must not start and reach a server.  fastproxy's
+            # own transport ends the connection at once; uvloop's report the
+            # failure only in connection_lost, a loop turn later.
             self.transport.abort()
             return False
         self.start_request(<size_t>rc)
         return True
+
+    cdef bint write_failed(self) except -1:
+        """On uvloop's transports (TLS; plain TCP with FASTPROXY_UVLOOP_ACCEPT=1):
+        has a write to the client failed, though connection_lost has not come
+        yet?  The plain one says so in is_closing() at once.  The TLS one does
+        not, so the socket under it is asked -- for every request after the
+        first, not only pipelined ones: the TLS layer may hand over bytes it
+        read before the failure in a later turn (0.3 us a request:
+        bench/c/gone_check_cost.c; a TLS request costs ~23 us)."""
+        if self.tls_fd >= 0:
+            return fp_sock_tcp_gone(self.tls_fd)
+        return self.transport.is_closing()
 
     cdef void reset_request(self):
         """Forget the previous request: errors must describe the current one."""
