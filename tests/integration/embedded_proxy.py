@@ -2,7 +2,8 @@
 can stop between two of its turns (`Embedded.frozen()`), so that what the sockets do
 meanwhile is found all at once by the loop's next turn: the way to force interleavings
 that cannot be forced from outside a process.  Used with the `embed` fixture
-(conftest.py); plus small raw-socket helpers for those tests."""
+(conftest.py); plus small raw-socket helpers, and the pipeline-then-reset scenario
+the transport tests share."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import uvloop
+from support import connection_inode, wait_for
 
 import fastproxy
 
@@ -152,3 +154,26 @@ def get(port: int, target: str, host: str = "127.0.0.1") -> tuple[bytes, bytes]:
     with connect(port, host) as s:
         s.sendall(f"GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
         return read_response(s)
+
+
+def pipeline_then_reset(e: Embedded, s: socket.socket, port: int) -> tuple[dict, dict]:
+    """/warm, then /local (answered by the proxy) and /second (for the origin, over
+    the pooled connection /warm left) in one segment, and a reset, all while the
+    proxy's loop is frozen.  Returns the proxy's stats before and after."""
+    s.sendall(b"GET /warm HTTP/1.1\r\nHost: t\r\n\r\n")  # keep-alive both ways
+    head, body = read_response(s)
+    assert head.startswith(b"HTTP/1.1 200") and body == b"GET /warm"
+    before = e.stats()
+    assert before["connections_active"] == 1
+    client_port = s.getsockname()[1]
+    assert connection_inode(port, client_port) is not None
+    with e.frozen():
+        s.sendall(
+            b"GET /local HTTP/1.1\r\nHost: t\r\n\r\n"  # 1: answered by the proxy, keep-alive
+            b"GET /second HTTP/1.1\r\nHost: t\r\n\r\n"  # 2: for the origin
+        )
+        reset(s)
+        # the reset is in: the proxy's end of the connection has left the table
+        wait_for(lambda: connection_inode(port, client_port) is None, 5, "the reset to land")
+    wait_for(lambda: e.stats()["connections_active"] == 0, 5, "connection_lost")
+    return before, e.stats()

@@ -29,8 +29,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from embedded_proxy import Embedded, config_for, connect, get, read_response, reset
-from support import connection_inode, has_ipv6_loopback, wait_for
+from embedded_proxy import (
+    Embedded,
+    config_for,
+    connect,
+    get,
+    pipeline_then_reset,
+    read_response,
+)
+from support import has_ipv6_loopback, wait_for
 
 from fastproxy import _protocols
 from fastproxy import proxy as proxy_module
@@ -56,27 +63,8 @@ def test_a_request_pipelined_behind_a_failed_write_never_reaches_the_server(embe
     e = embed(config_for(origin.address))
     [(_, port)] = e.proxy.addresses
 
-    s = connect(port)
-    s.sendall(b"GET /warm HTTP/1.1\r\nHost: t\r\n\r\n")  # keep-alive both ways
-    head, body = read_response(s)
-    assert head.startswith(b"HTTP/1.1 200") and body == b"GET /warm"
+    before, after_reset = pipeline_then_reset(e, connect(port), port)
     [warm] = origin.wait_requests(1)
-    before = e.stats()
-    assert before["connections_active"] == 1
-
-    client_port = s.getsockname()[1]
-    assert connection_inode(port, client_port) is not None
-    with e.frozen():
-        s.sendall(
-            b"GET /local HTTP/1.1\r\nHost: t\r\n\r\n"  # 1: answered by the proxy, keep-alive
-            b"GET /second HTTP/1.1\r\nHost: t\r\n\r\n"  # 2: for the origin
-        )
-        reset(s)
-        # the reset is in: the proxy's end of the connection has left the table
-        wait_for(lambda: connection_inode(port, client_port) is None, 5, "the reset to land")
-
-    wait_for(lambda: e.stats()["connections_active"] == 0, 5, "connection_lost")
-    after_reset = e.stats()
     # Request 1 was read and answered (counted, a 2xx); request 2 never started:
     # had it, connection_lost would have counted it too (a 499).
     assert sum(after_reset["requests"]) - sum(before["requests"]) == 1, (before, after_reset)

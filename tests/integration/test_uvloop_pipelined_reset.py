@@ -10,35 +10,14 @@ The engine is embedded, its loop frozen while the client pipelines and resets
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from embedded_proxy import Embedded, config_for, connect, read_response, reset
-from support import connection_inode, wait_for
+from embedded_proxy import Embedded, config_for, connect, pipeline_then_reset, read_response
+from support import wait_for
 
 from fastproxy import proxy as proxy_module
-
-
-def _pipeline_then_reset(e: Embedded, s: socket.socket, port: int) -> tuple[dict, dict]:
-    """/warm, then /local (answered by the proxy) and /second (for the origin, over
-    the pooled connection /warm left) in one segment, and a reset, all while the
-    proxy's loop is frozen.  Returns the proxy's stats before and after."""
-    s.sendall(b"GET /warm HTTP/1.1\r\nHost: t\r\n\r\n")  # keep-alive both ways
-    head, body = read_response(s)
-    assert head.startswith(b"HTTP/1.1 200") and body == b"GET /warm"
-    before = e.stats()
-    client_port = s.getsockname()[1]
-    with e.frozen():
-        s.sendall(
-            b"GET /local HTTP/1.1\r\nHost: t\r\n\r\n"  # 1: answered by the proxy, keep-alive
-            b"GET /second HTTP/1.1\r\nHost: t\r\n\r\n"  # 2: for the origin
-        )
-        reset(s)
-        wait_for(lambda: connection_inode(port, client_port) is None, 5, "the reset to land")
-    wait_for(lambda: e.stats()["connections_active"] == 0, 5, "connection_lost")
-    return before, e.stats()
 
 
 def _check_served_on(e: Embedded, origin: Any, get: Callable[[bytes], tuple[bytes, bytes]]):
@@ -62,7 +41,7 @@ def _tls_config(origin: Any, tls_files: Any) -> dict[str, Any]:
 def test_tls_a_request_pipelined_before_a_reset_never_reaches_the_server(embed, origin, tls_files):
     e = embed(_tls_config(origin, tls_files))
     [(_, port)] = e.proxy.addresses
-    before, after = _pipeline_then_reset(e, tls_files.connect(port, "app.example"), port)
+    before, after = pipeline_then_reset(e, tls_files.connect(port, "app.example"), port)
     # Neither request started: the connection was seen gone before the first of
     # them (had /second started, it would be counted, as a 499 at least).
     assert sum(after["requests"]) == sum(before["requests"]), (before, after)
@@ -82,7 +61,7 @@ def test_uvloop_tcp_a_request_pipelined_behind_a_failed_write_never_reaches_the_
     monkeypatch.setattr(proxy_module, "UVLOOP_ACCEPT", True)  # read when the Proxy starts
     e = embed(config_for(origin.address))
     [(_, port)] = e.proxy.addresses
-    before, after = _pipeline_then_reset(e, connect(port), port)
+    before, after = pipeline_then_reset(e, connect(port), port)
     # /local was read and answered (its write failed, a 2xx counted); /second
     # never started: it would be counted too (a 499), and sent upstream.
     assert sum(after["requests"]) - sum(before["requests"]) == 1, (before, after)
