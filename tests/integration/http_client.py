@@ -105,6 +105,16 @@ def _tokens(headers: list[tuple[str, str]], name: str) -> list[str]:
     return [t.strip().lower() for v in _get_all(headers, name) for t in v.split(",") if t.strip()]
 
 
+def _read_length(r: _Reader, n: int, sink: Callable[[bytes], None], what: str) -> None:
+    """Pass exactly n bytes of ``r`` to ``sink``, in pieces; EOFError naming ``what``."""
+    while n:
+        piece = r.read_some(min(n, 262144))
+        if not piece:
+            raise EOFError(f"EOF in {what}")
+        sink(piece)
+        n -= len(piece)
+
+
 def _read_chunked(r: _Reader, sink: Callable[[bytes], None]) -> list[tuple[str, str]]:
     """Decode a chunked body, passing data to ``sink``; return the trailers."""
     while True:
@@ -121,13 +131,7 @@ def _read_chunked(r: _Reader, sink: Callable[[bytes], None]) -> list[tuple[str, 
                 if t == b"\r\n":
                     return _parse_headers(trailers)
                 trailers.append(t[:-2])
-        left = size
-        while left:
-            piece = r.read_some(min(left, 262144))
-            if not piece:
-                raise EOFError("EOF in chunk data")
-            sink(piece)
-            left -= len(piece)
+        _read_length(r, size, sink, "chunk data")
         if r.read_exact(2) != b"\r\n":
             raise ValueError("chunk data not followed by CRLF")
 

@@ -22,7 +22,15 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from http_client import _get, _get_all, _parse_headers, _read_chunked, _Reader, _tokens
+from http_client import (
+    _get,
+    _get_all,
+    _parse_headers,
+    _read_chunked,
+    _read_length,
+    _Reader,
+    _tokens,
+)
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _PATTERN = bytes(range(251)) * 64  # prime period, so shifted or reordered data shows
@@ -276,13 +284,7 @@ class Origin:
         if chunked:
             _read_chunked(r, sink)
         elif _get(headers, "content-length") is not None:
-            left = int(_get(headers, "content-length") or 0)
-            while left:
-                piece = r.read_some(min(left, 262144))
-                if not piece:
-                    raise EOFError("EOF in request body")
-                sink(piece)
-                left -= len(piece)
+            _read_length(r, int(_get(headers, "content-length") or 0), sink, "request body")
         body = b"".join(parts)
         rec = OriginRequest(
             method, target, version, headers, body, count, chunked, head, cport, cid
